@@ -1,0 +1,143 @@
+"""Nox sessions: one per workshop step, plus final/, the repository checks and the tooling.
+
+`nox` alone runs every step, `final`, `repo`, `lint`, `typecheck` and `docs`;
+`nox --list` shows them all. Arguments after `--` go to the tool a session runs
+(`nox -s final -- -k login -x` passes `-k login -x` to pytest).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+# The noxfile is loaded as a plain module: make the repository's tools/ importable.
+sys.path.insert(0, str(ROOT))
+
+from tools import services  # noqa: E402
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+
+STEPS = sorted(path.parent for path in ROOT.glob("steps/*/pyproject.toml"))
+FINAL = ROOT / "final"
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+
+# Each project gets its own Redis database number so that no two share keys;
+# steps use their number, final/ the one after the last step.
+FINAL_REDIS_DB = 9
+
+
+def requirements(project: Path, *groups: str) -> list[str]:
+    """Return a project's runtime dependencies plus the named dependency groups."""
+    pyproject = nox.project.load_toml(project / "pyproject.toml")
+    return [
+        *pyproject["project"].get("dependencies", []),
+        *nox.project.dependency_groups(pyproject, *groups),
+    ]
+
+
+def requirement_names(specifiers: list[str]) -> set[str]:
+    """Return the normalised distribution names of requirement specifiers."""
+    return {re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower() for spec in specifiers}
+
+
+def run_project_tests(session: nox.Session, project: Path, *, database: str, redis_db: int) -> None:
+    """Install a project with its test group and run its tests against its own servers."""
+    deps = requirements(project, "test")
+    session.install(*deps)
+    names = requirement_names(deps)
+    # A project reaches PostgreSQL only once it depends on the driver, and
+    # Redis once it depends on the client: earlier steps start no servers.
+    with services.provide(postgres="asyncpg" in names, redis="redis" in names) as found:
+        env: dict[str, str] = {}
+        if found.postgres:
+            env["DATABASE_URL"] = found.database_url(database)
+        if found.redis:
+            env["REDIS_URL"] = found.redis_url(redis_db)
+        session.chdir(project)
+        session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+@nox.parametrize("step", [nox.param(path.name, id=path.name) for path in STEPS])
+def step(session: nox.Session, step: str) -> None:
+    """Run one step's tests (all steps without an id: `nox -s step`)."""
+    number = int(step.split("_", 1)[0])
+    run_project_tests(session, ROOT / "steps" / step, database=f"workshop_{step}", redis_db=number)
+
+
+@nox.session
+def final(session: nox.Session) -> None:
+    """Run the reference service's tests."""
+    run_project_tests(session, FINAL, database="workshop_final_test", redis_db=FINAL_REDIS_DB)
+
+
+@nox.session
+def repo(session: nox.Session) -> None:
+    """Check the repository as a whole: step layout, docs, noxfile, compose file."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lint and check formatting of every Python file with ruff."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", *(session.posargs or ["."]))
+    session.run("ruff", "format", "--check", *(session.posargs or ["."]))
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check final/app, every step's app and the tooling with mypy --strict."""
+    projects = [*STEPS, FINAL]
+    deps = {spec for project in projects for spec in requirements(project, "test")}
+    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"), *sorted(deps))
+    config = str(ROOT / "pyproject.toml")
+    # Every project's package is called `app`, so each is checked from its own
+    # directory: one mypy run over all of them would see duplicate modules.
+    for project in projects:
+        session.chdir(project)
+        session.run("mypy", "--config-file", config, "app", *session.posargs)
+    session.chdir(ROOT)
+    session.run("mypy", "--config-file", config, "tools", "noxfile.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the docs site strictly (`nox -s docs -- serve` serves it with live reload)."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    if session.posargs and session.posargs[0] == "serve":
+        session.run("mkdocs", "serve", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session(default=False)
+def serve(session: nox.Session) -> None:
+    """Migrate and run final/ on http://127.0.0.1:8000 (docs at /docs)."""
+    session.install(*requirements(FINAL))
+    # persistent: the development database outlives the session, so the users
+    # a learner created are still there tomorrow.
+    with services.provide(postgres=True, redis=True, persistent=True) as found:
+        env = {
+            "DATABASE_URL": found.database_url("workshop"),
+            "REDIS_URL": found.redis_url(0),
+        }
+        session.chdir(FINAL)
+        session.run("python", str(ROOT / "tools" / "create_database.py"), env=env)
+        session.run("alembic", "upgrade", "head", env=env)
+        session.run(
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "8000",
+            *session.posargs,
+            env=env,
+        )

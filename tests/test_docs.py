@@ -1,0 +1,64 @@
+"""The docs site: every include resolves, and mkdocs builds it with --strict."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import DOCS, ROOT, snippet_includes
+
+PAGES = sorted(DOCS.rglob("*.md"))
+GENERATED = ".generated/step-diffs/"
+
+
+def section_markers(path: Path, section: str) -> tuple[bool, bool]:
+    """Return whether a file marks the start and the end of a named snippet section."""
+    text = path.read_text(encoding="utf-8")
+    start = re.search(rf"--8<-- \[start:{re.escape(section)}\]", text) is not None
+    end = re.search(rf"--8<-- \[end:{re.escape(section)}\]", text) is not None
+    return start, end
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda path: str(path.relative_to(DOCS)))
+def test_every_snippet_include_resolves(page: Path) -> None:
+    for target in snippet_includes(page):
+        if target.startswith(GENERATED):
+            # Written by the build hook: the step it names must exist.
+            step = target.removeprefix(GENERATED).removesuffix(".diff")
+            assert (ROOT / "steps" / step / "pyproject.toml").is_file(), f"{page}: {target}"
+            continue
+        name, _, section = target.partition(":")
+        path = ROOT / name
+        assert path.is_file(), f"{page.relative_to(ROOT)} includes missing {name}"
+        if section:
+            assert section_markers(path, section) == (True, True), (
+                f"{page.relative_to(ROOT)} includes section {section!r} that {name} does not mark"
+            )
+
+
+def test_docs_never_paste_long_python_listings() -> None:
+    # Code comes from real files; a long pasted listing would drift from them.
+    fence = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+    for page in PAGES:
+        for body in fence.findall(page.read_text(encoding="utf-8")):
+            lines = [line for line in body.splitlines() if line.strip()]
+            pasted = [line for line in lines if "--8<--" not in line]
+            assert len(pasted) <= 8, (
+                f"{page.relative_to(ROOT)} pastes {len(pasted)} lines of Python"
+            )
+
+
+def test_mkdocs_builds_strictly(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "index.html").is_file()

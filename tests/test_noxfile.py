@@ -1,0 +1,56 @@
+"""The noxfile offers a session for every step and for everything the README names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT, STEPS
+
+NAMED = ["final", "repo", "lint", "typecheck", "docs", "serve"]
+# What `nox` alone runs: the README's test command.
+DEFAULT = ["final", "repo", "lint", "typecheck", "docs"]
+
+
+@pytest.fixture(scope="module")
+def sessions() -> dict[str, tuple[bool, str]]:
+    """Return {session: (runs by default, description)} as `nox --list` shows them."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    listed: dict[str, tuple[bool, str]] = {}
+    # Lines read "* name -> description" (selected) or "- name -> description".
+    for line in result.stdout.splitlines():
+        if line[:2] in {"* ", "- "} and " -> " in line:
+            name, description = line[2:].split(" -> ", 1)
+            listed[name.strip()] = (line.startswith("* "), description.strip())
+    return listed
+
+
+def test_every_step_has_a_session(sessions: dict[str, tuple[bool, str]]) -> None:
+    missing = [step.name for step in STEPS if f"step({step.name})" not in sessions]
+    assert not missing, f"no nox session for {missing}; have {sorted(sessions)}"
+
+
+def test_every_named_session_exists_with_a_description(
+    sessions: dict[str, tuple[bool, str]],
+) -> None:
+    for name in NAMED:
+        assert name in sessions, f"no nox session {name!r}; have {sorted(sessions)}"
+        assert sessions[name][1], f"session {name!r} has no docstring"
+
+
+def test_plain_nox_runs_every_step_and_the_checks_but_not_serve(
+    sessions: dict[str, tuple[bool, str]],
+) -> None:
+    selected = {name for name, (default, _) in sessions.items() if default}
+    expected = {*DEFAULT, *(f"step({step.name})" for step in STEPS)}
+    assert expected <= selected, f"missing from the default run: {expected - selected}"
+    assert "serve" not in selected

@@ -1,0 +1,1 @@
+"""Repository tooling: what nox uses to find or start PostgreSQL and Redis."""

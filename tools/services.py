@@ -1,0 +1,209 @@
+"""Find the PostgreSQL and Redis servers a nox session needs, or start embedded ones.
+
+For each server, in order:
+
+1. the URL in DATABASE_URL / REDIS_URL, if set;
+2. a server answering on the default local port (5432 / 6379) that lets the
+   workshop in without a password;
+3. an embedded server run from PyPI wheels under `.workshop/` (see tools/embedded.py).
+
+WORKSHOP_SERVICES=embedded goes straight to 3 (CI uses it to test that path on a
+machine that has both servers); WORKSHOP_SERVICES=local never goes to 3.
+Only the standard library is imported: this runs in the Python that runs nox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from urllib.parse import urlsplit, urlunsplit
+
+from tools import embedded
+from tools.embedded import HOST, ServiceError
+from tools.probes import Answer, postgres_answer, redis_answer
+from tools.servers import EmbeddedPostgres, EmbeddedRedis
+
+__all__ = ["ServiceError", "Services", "provide"]
+
+# Module attributes rather than constants inside functions, so that the tests
+# can point them at a closed port to play a machine without servers.
+DEFAULT_POSTGRES_PORT = 5432
+DEFAULT_REDIS_PORT = 6379
+MODES = ("auto", "embedded", "local")
+
+
+@dataclass(frozen=True)
+class Services:
+    """The servers a session uses, as URLs without a database name or number."""
+
+    postgres: str | None
+    redis: str | None
+
+    def database_url(self, database: str) -> str:
+        """Return the PostgreSQL URL for this database."""
+        if self.postgres is None:
+            raise ServiceError("PostgreSQL was not asked for: call provide(postgres=True).")
+        return _with_path(self.postgres, database)
+
+    def redis_url(self, db: int) -> str:
+        """Return the Redis URL for this database number."""
+        if self.redis is None:
+            raise ServiceError("Redis was not asked for: call provide(redis=True).")
+        return _with_path(self.redis, str(db))
+
+    def __repr__(self) -> str:
+        # URLs may carry passwords; a repr ends up in logs and tracebacks.
+        return f"Services(postgres={_redact(self.postgres)!r}, redis={_redact(self.redis)!r})"
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What the resolution needs to know about one kind of server."""
+
+    name: str
+    env_var: str
+    schemes: tuple[str, ...]
+    url_format: str
+    answer: Callable[[str, int], Answer]
+
+
+_POSTGRES = _Kind(
+    name="PostgreSQL",
+    env_var="DATABASE_URL",
+    schemes=("postgresql", "postgres"),
+    url_format="postgresql+asyncpg://postgres@{host}:{port}",
+    answer=postgres_answer,
+)
+_REDIS = _Kind(
+    name="Redis",
+    env_var="REDIS_URL",
+    schemes=("redis", "rediss"),
+    url_format="redis://{host}:{port}",
+    answer=redis_answer,
+)
+
+
+@contextlib.contextmanager
+def provide(*, postgres: bool, redis: bool, persistent: bool = False) -> Iterator[Services]:
+    """Resolve (and if needed start) the servers a session needs; stop what it started on exit.
+
+    persistent: the embedded Redis also snapshots its keys to disk, as a default
+    redis-server does (the embedded PostgreSQL cluster is always kept).
+    """
+    mode = _mode()
+    with contextlib.ExitStack() as stack:
+        _exit_cleanly_on_termination(stack)
+        said: list[str] = []
+        postgres_url = redis_url = None
+        if postgres:
+            postgres_url = _resolve(_POSTGRES, mode, DEFAULT_POSTGRES_PORT, stack, said, persistent)
+        if redis:
+            redis_url = _resolve(_REDIS, mode, DEFAULT_REDIS_PORT, stack, said, persistent)
+        if said:
+            print(f"services: {', '.join(said)}", file=sys.stderr, flush=True)
+        yield Services(postgres=postgres_url, redis=redis_url)
+
+
+def _mode() -> str:
+    """Read WORKSHOP_SERVICES: auto (the default), embedded or local."""
+    mode = os.environ.get("WORKSHOP_SERVICES", "").strip().lower() or "auto"
+    if mode not in MODES:
+        raise ServiceError(
+            f"WORKSHOP_SERVICES={mode!r} is not understood: use one of {', '.join(MODES)}."
+        )
+    return mode
+
+
+def _resolve(
+    kind: _Kind,
+    mode: str,
+    default_port: int,
+    stack: contextlib.ExitStack,
+    said: list[str],
+    persistent: bool,
+) -> str:
+    """Return the server URL for one kind of server, starting the embedded one if needed."""
+    note = ""
+    if mode != "embedded":
+        explicit = os.environ.get(kind.env_var)
+        if explicit:
+            url = _server_url(kind, explicit)
+            said.append(f"{kind.name} from {kind.env_var} ({_address(url)})")
+            return url
+        answer = kind.answer(HOST, default_port)
+        if answer.usable:
+            said.append(f"{kind.name} on {HOST}:{default_port} (already running)")
+            return kind.url_format.format(host=HOST, port=default_port)
+        if mode == "local":
+            raise ServiceError(
+                f"WORKSHOP_SERVICES=local, but {kind.name} on {HOST}:{default_port} cannot be "
+                f"used: {answer.problem}. Start it, or set {kind.env_var} to a server you have."
+            )
+        if answer.answered:
+            note = (
+                f"; the one on {HOST}:{default_port} is not used: {answer.problem}, "
+                f"set {kind.env_var} to use it"
+            )
+    root = embedded.home()
+    packages = embedded.install_packages(root)
+    server = (EmbeddedPostgres if kind is _POSTGRES else EmbeddedRedis)(root, packages)
+    run = stack.enter_context(embedded.running(server, persistent=persistent))
+    state = "" if run.started else ", already running"
+    said.append(f"{kind.name} embedded ({run.version} on {HOST}:{run.port}{state}{note})")
+    return kind.url_format.format(host=HOST, port=run.port)
+
+
+def _server_url(kind: _Kind, url: str) -> str:
+    """Drop the database part of an explicit URL, keeping scheme, user, host, port and query."""
+    parts = urlsplit(url)
+    if parts.scheme.split("+")[0] not in kind.schemes or not parts.hostname:
+        raise ServiceError(
+            f"{kind.env_var} must be a {kind.name} URL with a host, "
+            f"like {kind.url_format.format(host=HOST, port='PORT')}/NAME; it is {_redact(url)!r}."
+        )
+    return urlunsplit(parts._replace(path=""))
+
+
+def _with_path(url: str, path: str) -> str:
+    """Put a database name or number in a server URL, before any query string."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{path}"))
+
+
+def _address(url: str) -> str:
+    """Return the host:port of a URL, which is safe to print."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else f"{parts.hostname}"
+
+
+def _redact(url: str | None) -> str | None:
+    """Hide the password in a URL."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _exit_cleanly_on_termination(stack: contextlib.ExitStack) -> None:
+    """Turn SIGTERM and SIGHUP into SystemExit while servers run, so `finally` stops them."""
+    # Ctrl-C already raises KeyboardInterrupt; a CI time-out or a closed
+    # terminal sends these instead, and their default action skips `finally`.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            previous = signal.signal(signum, _raise_system_exit)
+            stack.callback(signal.signal, signum, previous)
+
+
+def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
+    """Exit with the shell's code for death by this signal."""
+    raise SystemExit(128 + signum)
