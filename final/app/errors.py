@@ -1,0 +1,136 @@
+"""RFC 9457 problem+json bodies for every error the service answers with."""
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, cast
+
+from asyncpg.exceptions import PostgresConnectionError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.logging import request_id_var
+from app.repository import EmailTakenError, InvalidCursorError
+
+logger = logging.getLogger("app.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+# Friendlier sentences for the details Starlette fills with the bare status phrase.
+_DEFAULT_DETAILS = {
+    400: "The request could not be understood.",
+    401: "Authentication is required to access this resource.",
+    403: "You are not allowed to do this.",
+    404: "No resource exists at this path.",
+    405: "This method is not allowed on this path.",
+    413: "The request body is too large.",
+    500: "The server failed to handle this request; the request id identifies it in the logs.",
+    503: "The service is temporarily unavailable; try again shortly.",
+}
+
+# Exceptions meaning "PostgreSQL is not answering": a 503 the client may retry, not a 500.
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,  # connection refused or reset, DNS failure
+    TimeoutError,  # asyncpg's connect timeout
+    PostgresConnectionError,
+    OperationalError,  # includes a statement cancelled by statement_timeout
+    InterfaceError,
+    PoolTimeoutError,  # every pooled connection stayed busy for pool_timeout
+)
+
+
+def problem_body(status: int, detail: str | None, instance: str, **extra: Any) -> dict[str, Any]:
+    """Build the RFC 9457 body shared by every error response."""
+    return {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail or _DEFAULT_DETAILS.get(status, HTTPStatus(status).description),
+        "instance": instance,
+        "request_id": request_id_var.get(),
+        **extra,
+    }
+
+
+def problem_response(
+    status: int,
+    detail: str | None,
+    instance: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """Build a problem+json response; every 401 gets its WWW-Authenticate challenge."""
+    headers = dict(headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    return JSONResponse(
+        problem_body(status, detail, instance, **extra),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(StarletteHTTPException, exc)
+    # Starlette fills detail with the status phrase ("Not Found"): say something useful instead.
+    detail = error.detail if error.detail != HTTPStatus(error.status_code).phrase else None
+    return problem_response(error.status_code, detail, request.url.path, error.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    error = cast(RequestValidationError, exc)
+    # Only where, what and why: never the input, which may be a password.
+    errors = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in error.errors()
+    ]
+    return problem_response(
+        422, "The request is invalid; see errors.", request.url.path, errors=errors
+    )
+
+
+async def _email_taken(request: Request, _exc: Exception) -> JSONResponse:
+    return problem_response(
+        409, "An account with this email address already exists.", request.url.path
+    )
+
+
+async def _invalid_cursor(request: Request, _exc: Exception) -> JSONResponse:
+    errors = [
+        {
+            "loc": ["query", "cursor"],
+            "msg": "This cursor was not issued by this service.",
+            "type": "invalid_cursor",
+        }
+    ]
+    return problem_response(
+        422, "The request is invalid; see errors.", request.url.path, errors=errors
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # The exception type is enough to diagnose; its text may hold connection details.
+    logger.warning("Database unavailable.", extra={"error": type(exc).__name__})
+    return problem_response(
+        503, "The database is unavailable; try again shortly.", request.url.path
+    )
+
+
+def internal_error_response(path: str) -> JSONResponse:
+    """The 500 for an unexpected exception: says nothing about the cause."""
+    return problem_response(500, None, path)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every expected error as problem+json (the rest: UnhandledErrorMiddleware)."""
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(EmailTakenError, _email_taken)
+    app.add_exception_handler(InvalidCursorError, _invalid_cursor)
+    for error_type in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_type, _database_unavailable)

@@ -1,0 +1,20 @@
+"""Prometheus scrape endpoint."""
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.pool import QueuePool
+
+from app.metrics import Metrics
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Expose the service's metrics in Prometheus text format."""
+    instruments: Metrics = request.app.state.metrics
+    pool = request.state.engine.pool
+    if isinstance(pool, QueuePool):
+        # Read at scrape time: the pool knows, no bookkeeping on every checkout.
+        instruments.db_pool_in_use.set(pool.checkedout())
+    return Response(generate_latest(instruments.registry), media_type=CONTENT_TYPE_LATEST)

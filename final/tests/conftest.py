@@ -1,0 +1,264 @@
+"""Fixtures: settings -> database -> app -> client, each test inside a rolled-back transaction."""
+
+import asyncio
+import gc
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import NullPool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.config import Settings, load_settings
+from app.main import create_app
+from app.security import hash_password
+
+# Redis fixtures live in their own module; registered here for every test.
+pytest_plugins = ["tests.redis_fixtures"]
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/workshop_final_test"
+# The event loop runs in debug mode (pyproject.toml); any callback holding it longer fails the test.
+SLOW_CALLBACK_SECONDS = 0.1
+
+
+# --- the event loop --------------------------------------------------------------
+
+
+def _debug_event_loop() -> asyncio.AbstractEventLoop:
+    loop = asyncio.new_event_loop()
+    loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
+    return loop
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Any]:
+    """Run every async test on a loop that reports callbacks slower than SLOW_CALLBACK_SECONDS."""
+    return {"debug_loop": _debug_event_loop}
+
+
+class _BlockedLoopRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("Executing ") and " took " in message:
+            self.messages.append(message)
+
+
+@pytest.fixture(autouse=True)
+def fail_when_event_loop_is_blocked() -> Iterator[None]:
+    """Fail the test if asyncio's debug mode saw anything block the event loop."""
+    asyncio_logger = logging.getLogger("asyncio")
+    recorder = _BlockedLoopRecorder()
+    previous_level = asyncio_logger.level
+    asyncio_logger.setLevel(logging.WARNING)
+    asyncio_logger.addHandler(recorder)
+    try:
+        yield
+    finally:
+        asyncio_logger.removeHandler(recorder)
+        asyncio_logger.setLevel(previous_level)
+    if recorder.messages:
+        pytest.fail("The event loop was blocked: " + "; ".join(recorder.messages), pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_up_process() -> None:
+    """Serve one request before the tests, outside their watched loops.
+
+    A process's first request imports and compiles modules lazily (anyio's
+    asyncio backend, for one), and the first hash starts the hashing threads:
+    one-off costs, not the blocking the slow-callback check is there to catch.
+    """
+
+    async def one_request() -> None:
+        app = create_app(make_settings())
+        async for client in open_client(app):
+            await client.post("/api/v1/users", json={})
+        await asyncio.gather(hash_password("warm-up"), hash_password("warm-up"))
+
+    asyncio.run(one_request())
+    # Everything imported so far lives for the whole run: keep the garbage
+    # collector from walking it, which can pause a test's loop for ~0.1 s.
+    gc.collect()
+    gc.freeze()
+
+
+# --- settings and database ----------------------------------------------------------
+
+
+def database_url() -> str:
+    """The test database: DATABASE_URL (nox sets it) or the local default."""
+    return os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: no .env file, the test environment, the test database."""
+    values: dict[str, Any] = {"database_url": database_url(), "environment": "test"}
+    values.update(overrides)
+    return load_settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The settings every test app is built with."""
+    return make_settings()
+
+
+async def _connect_to_maintenance_database(url: str) -> asyncpg.Connection:
+    parsed = make_url(url)
+    try:
+        return await asyncpg.connect(
+            host=parsed.host,
+            port=parsed.port or 5432,
+            user=parsed.username,
+            password=parsed.password,
+            database="postgres",
+            timeout=5,
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        pytest.fail(
+            f"PostgreSQL is not answering at {parsed.host}:{parsed.port or 5432} "
+            f"({type(exc).__name__}): start it (for example `pg_ctl start`, or a "
+            "postgres:15 container on port 5432), set DATABASE_URL to a reachable "
+            "server, or run the tests through `nox -s final`.",
+            pytrace=False,
+        )
+
+
+async def recreate_database(url: str) -> None:
+    """Drop and create the database named in url, for a clean slate."""
+    name = make_url(url).database
+    assert name, "DATABASE_URL must name a database."
+    connection = await _connect_to_maintenance_database(url)
+    try:
+        # WITH (FORCE): a previous run's lingering connections must not block the drop.
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic's configuration for this project, pointed at url."""
+    config = Config(str(PROJECT_DIR / "alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings) -> str:
+    """Recreate and migrate the test database once per run."""
+    # Synchronous on purpose: Alembic's env.py runs its own asyncio loop.
+    asyncio.run(recreate_database(settings.database_url))
+    command.upgrade(alembic_config(settings.database_url), "head")
+    return settings.database_url
+
+
+@pytest.fixture
+async def connection(database: str) -> AsyncIterator[AsyncConnection]:
+    """One connection whose outer transaction is rolled back after the test."""
+    engine = create_async_engine(database, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            yield conn
+            await transaction.rollback()
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions bound to the test connection: their commits only release savepoints."""
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session inside the test's transaction, for repository tests."""
+    async with sessionmaker() as session:
+        yield session
+
+
+# --- the app and its client ---------------------------------------------------------
+
+
+@pytest.fixture
+def app(settings: Settings, database: str) -> FastAPI:
+    """A fresh app built with the test settings."""
+    return create_app(settings)
+
+
+def with_lifespan_state(app: ASGIApp, state: dict[str, Any]) -> ASGIApp:
+    """Hand each request a copy of the lifespan state, as uvicorn does."""
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["state"] = dict(state)
+        await app(scope, receive, send)
+
+    return asgi
+
+
+async def open_client(
+    app: FastAPI, overrides: dict[str, Any] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan, apply state overrides, and yield a client over ASGI."""
+    async with app.router.lifespan_context(app) as state:
+        state = {**state, **(overrides or {})}
+        transport = httpx.ASGITransport(app=with_lifespan_state(app, state))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests use the test transaction (through the lifespan state)."""
+    async for client in open_client(app, {"sessionmaker": sessionmaker}):
+        yield client
+
+
+@pytest.fixture
+async def committing_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on the app's real pool: its writes are committed; the test cleans up."""
+    async for client in open_client(app):
+        yield client
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert an RFC 9457 problem response with our headers; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json", response.text
+    assert response.headers["x-content-type-options"] == "nosniff"
+    body: dict[str, Any] = response.json()
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["title"]
+    assert body["detail"]
+    assert body["instance"] == response.request.url.path
+    assert body["request_id"] == response.headers["x-request-id"]
+    if status == 401:
+        assert response.headers["www-authenticate"] == "Bearer"
+    return body

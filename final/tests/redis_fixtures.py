@@ -1,0 +1,104 @@
+"""Redis fixtures, as a pytest plugin: a client on the test database, and ways to break Redis."""
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import pytest
+from redis.asyncio import Redis
+
+from app.redis_client import REDIS_ERRORS, create_redis
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
+# Short enough that fault tests stay quick, long enough for a loaded CI machine.
+FAULT_SOCKET_TIMEOUT = 0.3
+# Longer than FAULT_SOCKET_TIMEOUT, so a paused call times out; bounded, because
+# CLIENT PAUSE stalls every client of the server, other test runs included.
+PAUSE_MILLISECONDS = 1500
+
+
+def redis_url() -> str:
+    """The test Redis: REDIS_URL (nox sets it) or the local default, database 9."""
+    return os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+
+
+def make_client(url: str, *, timeout: float) -> Redis:
+    """A client built the way the app builds its own, with the given timeouts."""
+    return create_redis(
+        url,
+        socket_timeout=timeout,
+        connect_timeout=timeout,
+        health_check_interval=30,
+        max_connections=64,
+    )
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    """A client on the test database, flushed before and after the test."""
+    # Its timeout outlasts a CLIENT PAUSE, so the flush after a pause test waits it out.
+    client = make_client(redis_url(), timeout=5.0)
+    try:
+        await client.ping()
+    except REDIS_ERRORS as error:
+        await client.aclose()
+        address = urlsplit(redis_url())
+        pytest.fail(
+            f"Redis is not answering at {address.hostname}:{address.port or 6379} "
+            f"({type(error).__name__}): start it (for example `redis-server`, or a "
+            "redis:7 container on port 6379), set REDIS_URL to a reachable server, "
+            "or run the tests through `nox -s final`.",
+            pytrace=False,
+        )
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A Redis URL nothing listens on: a port the OS handed out, then closed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/9"
+
+
+@pytest.fixture
+async def unreachable_redis(closed_port_url: str) -> AsyncIterator[Redis]:
+    """A client pointed at a closed port: every call fails to connect."""
+    client = make_client(closed_port_url, timeout=FAULT_SOCKET_TIMEOUT)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def fault_redis(redis: Redis) -> AsyncIterator[Redis]:
+    """A client of the real test database with short timeouts, for the code under test."""
+    client = make_client(redis_url(), timeout=FAULT_SOCKET_TIMEOUT)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def redis_paused(milliseconds: int = PAUSE_MILLISECONDS) -> AsyncIterator[None]:
+    """Pause every client of the real server (CLIENT PAUSE ... ALL) for a bounded time."""
+    # A dedicated connection: a pooled one could be the one the code under test times out on.
+    admin = make_client(redis_url(), timeout=milliseconds / 1000 + 5.0)
+    try:
+        await admin.client_pause(milliseconds, all=True)
+        yield
+    finally:
+        # The pause ends by itself; UNPAUSE ends it early where the server lets it
+        # (Redis 7.0 queues even UNPAUSE behind the pause, so this may wait it out).
+        await admin.client_unpause()
+        await admin.aclose()

@@ -1,0 +1,77 @@
+"""`python -m app create-admin`, run as an operator would: a subprocess."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+EMAIL = "cli-admin@example.com"
+
+
+def run_cli(database: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database, "ENVIRONMENT": "test"}
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_DIR,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+async def _query(database: str, sql: str) -> list[tuple[object, ...]]:
+    engine = create_async_engine(database, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(sql), {"email": EMAIL})
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def cleanup(database: str) -> Iterator[None]:
+    """The CLI commits for real: remove its user afterwards."""
+    yield
+    asyncio.run(_query(database, "DELETE FROM users WHERE email = :email"))
+
+
+def test_create_admin_creates_then_promotes(database: str, cleanup: None) -> None:
+    created = run_cli(database, "create-admin", "--email", EMAIL.upper(), stdin="long enough pw\n")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == f"Created admin user {EMAIL}."
+    rows = asyncio.run(_query(database, "SELECT is_admin FROM users WHERE email = :email"))
+    assert rows == [(True,)]
+    again = run_cli(database, "create-admin", "--email", EMAIL, stdin="long enough pw\n")
+    assert again.returncode == 0, again.stderr
+    assert "Promoted" in again.stdout
+
+
+def test_create_admin_with_invalid_email_exits_1_with_one_line(database: str) -> None:
+    r = run_cli(database, "create-admin", "--email", "not-an-email", stdin="long enough pw\n")
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("The email is not valid")
+
+
+def test_create_admin_with_weak_password_exits_1_without_echoing_it(database: str) -> None:
+    r = run_cli(database, "create-admin", "--email", EMAIL, stdin="short\n")
+    assert r.returncode == 1
+    assert r.stderr.strip() == "The password must be between 8 and 128 characters long."
+
+
+def test_no_command_prints_usage_and_exits_2(database: str) -> None:
+    r = run_cli(database)
+    assert r.returncode == 2
+    assert r.stderr.startswith("usage: python -m app")

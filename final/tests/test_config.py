@@ -1,0 +1,75 @@
+"""Settings validation: clear one-line errors that never echo values."""
+
+import pytest
+
+from app.config import RateLimit, SettingsError, load_settings
+
+STRONG_SECRET = "s" * 32
+
+
+def _load(**values: object) -> object:
+    return load_settings(_env_file=None, **values)
+
+
+@pytest.mark.parametrize("secret", [None, "", "too-short-secret"])
+def test_production_refuses_default_empty_or_short_secret(secret: str | None) -> None:
+    values = {"environment": "production"} | ({} if secret is None else {"secret_key": secret})
+    with pytest.raises(SettingsError, match="SECRET_KEY") as caught:
+        _load(**values)
+    assert "\n" not in str(caught.value)
+    if secret:
+        assert secret not in str(caught.value)
+
+
+def test_production_accepts_a_long_secret_and_never_shows_it() -> None:
+    settings = load_settings(_env_file=None, environment="production", secret_key=STRONG_SECRET)
+    assert STRONG_SECRET not in repr(settings)
+    assert STRONG_SECRET not in str(settings)
+    assert STRONG_SECRET not in settings.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("values", "name"),
+    [
+        ({"database_url": "postgresql://u:hunter2@db/x"}, "DATABASE_URL"),
+        ({"redis_url": "http://u:hunter2@cache"}, "REDIS_URL"),
+        ({"rate_limit": "5/fortnight"}, "RATE_LIMIT"),
+        ({"login_rate_limit": "0/minute"}, "LOGIN_RATE_LIMIT"),
+        ({"log_format": "xml"}, "LOG_FORMAT"),
+        ({"trusted_hosts": "[not json"}, "TRUSTED_HOSTS"),
+        ({"db_pool_size": 0}, "DB_POOL_SIZE"),
+    ],
+)
+def test_bad_value_fails_with_one_line_naming_the_setting(
+    values: dict[str, object], name: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _load(**values)
+    message = str(caught.value)
+    assert message.startswith(f"Setting {name} is invalid"), message
+    assert "\n" not in message
+    assert "hunter2" not in message
+    assert "fortnight" not in message
+
+
+def test_settings_read_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("TRUSTED_HOSTS", '["api.example.com", "*.example.org"]')
+    monkeypatch.setenv("LOGIN_RATE_LIMIT", "3/second")
+    monkeypatch.setenv("log_level", "debug")
+    settings = load_settings(_env_file=None)
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.trusted_hosts == ["api.example.com", "*.example.org"]
+    assert settings.login_rate_limit == RateLimit(count=3, period_seconds=1)
+    assert settings.log_level == "DEBUG"
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = load_settings(_env_file=None)
+    assert settings.environment == "development"
+    assert settings.access_token_ttl_seconds == 900
+    assert settings.refresh_token_ttl_seconds == 1_209_600
+    assert settings.login_rate_limit == RateLimit(5, 60)
+    assert settings.rate_limit == RateLimit(100, 60)
+    assert settings.trusted_hosts == ["localhost", "127.0.0.1", "test"]
+    assert settings.max_body_bytes == 1024 * 1024

@@ -1,0 +1,133 @@
+"""The one-round-trip fast path: rate limit, session marker and cached user in one script."""
+
+import pytest
+from redis.asyncio import Redis
+from tests.redis_fixtures import redis_paused
+
+from app.fastpath import (
+    REDIS_UNAVAILABLE,
+    FastPathResult,
+    check_request,
+    forget_session,
+    mark_session_live,
+)
+from app.ratelimit import RedisRateLimiter
+
+USER_JSON = b'{"id": "u1", "email": "ada@example.com"}'
+LIMIT_KEY = "rl:user:u1:api"
+SESSION_KEY = "v1:session:s1"
+USER_KEY = "v1:user:u1"
+
+
+async def check(redis: Redis, *, limit: int = 100, period: float = 60) -> FastPathResult:
+    return await check_request(
+        redis,
+        limit_key=LIMIT_KEY,
+        limit=limit,
+        period_seconds=period,
+        session_key=SESSION_KEY,
+        user_key=USER_KEY,
+    )
+
+
+async def test_a_live_session_with_a_cached_user_is_answered_in_one_call(redis: Redis) -> None:
+    assert await mark_session_live(redis, SESSION_KEY, ttl_seconds=60)
+    await redis.set(USER_KEY, USER_JSON)
+
+    result = await check(redis)
+
+    assert result.redis_available
+    assert result.session_live
+    assert result.cached_user == USER_JSON
+    assert result.rate_limit is not None
+    assert result.rate_limit.allowed
+    assert result.rate_limit.remaining == 99
+
+
+async def test_an_unknown_session_and_an_uncached_user_are_reported_as_such(
+    redis: Redis,
+) -> None:
+    result = await check(redis)
+
+    assert result.redis_available
+    assert not result.session_live
+    assert result.cached_user is None
+
+
+async def test_a_forgotten_session_is_no_longer_live(redis: Redis) -> None:
+    await mark_session_live(redis, SESSION_KEY, ttl_seconds=60)
+
+    assert await forget_session(redis, SESSION_KEY)
+
+    assert not (await check(redis)).session_live
+
+
+async def test_the_session_marker_expires(redis: Redis) -> None:
+    await mark_session_live(redis, SESSION_KEY, ttl_seconds=30)
+
+    assert 0 < await redis.ttl(SESSION_KEY) <= 30
+
+
+async def test_a_refused_request_gets_retry_after_and_no_user(redis: Redis) -> None:
+    await redis.set(USER_KEY, USER_JSON)
+    await check(redis, limit=1)
+
+    result = await check(redis, limit=1)
+
+    assert result.rate_limit is not None
+    assert not result.rate_limit.allowed
+    assert result.rate_limit.retry_after_seconds >= 1
+    assert result.cached_user is None
+
+
+async def test_the_fast_path_and_the_rate_limiter_share_one_count(redis: Redis) -> None:
+    limiter = RedisRateLimiter(redis)
+    await limiter.hit(LIMIT_KEY, 3, 60)
+    await check(redis, limit=3)
+
+    last = await limiter.hit(LIMIT_KEY, 3, 60)
+    refused = await check(redis, limit=3)
+
+    assert last.allowed
+    assert last.remaining == 0
+    assert refused.rate_limit is not None
+    assert not refused.rate_limit.allowed
+
+
+async def test_the_script_is_reloaded_after_the_server_forgets_it(redis: Redis) -> None:
+    await check(redis)
+    await redis.script_flush()
+
+    result = await check(redis)
+
+    assert result.redis_available
+    assert result.rate_limit is not None
+    assert result.rate_limit.remaining == 98
+
+
+async def test_an_unreachable_redis_is_reported_not_raised(unreachable_redis: Redis) -> None:
+    assert await check(unreachable_redis) == REDIS_UNAVAILABLE
+    assert await mark_session_live(unreachable_redis, SESSION_KEY, ttl_seconds=60) is False
+    assert await forget_session(unreachable_redis, SESSION_KEY) is False
+
+
+async def test_a_paused_redis_is_reported_unavailable_then_used_again(
+    fault_redis: Redis,
+) -> None:
+    await mark_session_live(fault_redis, SESSION_KEY, ttl_seconds=60)
+
+    async with redis_paused():
+        during = await check(fault_redis)
+
+    after = await check(fault_redis)
+    assert during == REDIS_UNAVAILABLE
+    assert after.redis_available
+    assert after.session_live
+
+
+@pytest.mark.parametrize("limit", [1, 7, 1000])
+async def test_remaining_counts_down_from_the_limit(redis: Redis, limit: int) -> None:
+    first = await check(redis, limit=limit, period=3600)
+
+    assert first.rate_limit is not None
+    assert first.rate_limit.remaining == limit - 1

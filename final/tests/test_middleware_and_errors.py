@@ -1,0 +1,159 @@
+"""Cross-cutting behaviour: request ids, security headers, hosts, body limits, CORS, errors."""
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from tests.conftest import assert_problem, make_settings, open_client
+
+from app.logging import RequestIdFilter
+
+USERS = "/api/v1/users"
+
+
+async def test_unknown_path_returns_404_problem(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.get("/no/such/path"), 404)
+
+
+async def test_wrong_method_returns_405_problem(client: httpx.AsyncClient) -> None:
+    r = await client.put("/health/live")
+    assert_problem(r, 405)
+    assert r.headers["allow"] == "GET"
+
+
+async def test_sane_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health/live", headers={"X-Request-ID": "abc.DEF-123_x"})
+    assert r.headers["x-request-id"] == "abc.DEF-123_x"
+
+
+@pytest.mark.parametrize("bad_id", ["a" * 129, "has space", "semi;colon", "ünïcode", ""])
+async def test_insane_request_id_is_replaced(client: httpx.AsyncClient, bad_id: str) -> None:
+    r = await client.get("/health/live", headers={"X-Request-ID": bad_id.encode()})
+    assert r.headers["x-request-id"] != bad_id
+    assert len(r.headers["x-request-id"]) == 32
+
+
+async def test_error_body_carries_the_request_id(client: httpx.AsyncClient) -> None:
+    r = await client.get("/nowhere", headers={"X-Request-ID": "trace-me"})
+    assert assert_problem(r, 404)["request_id"] == "trace-me"
+
+
+async def test_security_headers_are_set_and_hsts_only_over_https(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.get("/health/live")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["referrer-policy"] == "no-referrer"
+    assert r.headers["server-timing"].startswith("app;dur=")
+    assert "strict-transport-security" not in r.headers
+    secure = await client.get("https://test/health/live")
+    assert secure.headers["strict-transport-security"].startswith("max-age=")
+
+
+async def test_untrusted_host_returns_400_problem(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health/live", headers={"Host": "evil.example.com"})
+    assert_problem(r, 400)
+
+
+async def test_body_over_the_limit_by_content_length_returns_413(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(
+        USERS, content=b"x" * (1024 * 1024 + 1), headers={"content-type": "application/json"}
+    )
+    assert_problem(r, 413)
+
+
+async def test_streamed_body_over_the_limit_returns_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b" " * 65536  # 20 x 64 KiB, no Content-Length: chunked
+
+    r = await client.post(USERS, content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in r.request.headers
+    assert_problem(r, 413)
+
+
+async def test_streamed_body_under_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"email": "stream@example.com",'
+        yield b' "password": "long enough"}'
+
+    r = await client.post(USERS, content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+def app_that_fails() -> FastAPI:
+    from app.main import create_app
+
+    app = create_app(make_settings())
+
+    async def explode() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    app.add_api_route("/explode", explode)
+    return app
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(RequestIdFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_unexpected_error_returns_500_problem_and_logs_the_traceback_with_request_id(
+    app_that_fails: FastAPI,
+) -> None:
+    recorder = _Recorder()
+    logging.getLogger("app.errors").addHandler(recorder)
+    try:
+        async for client in open_client(app_that_fails):
+            r = await client.get("/explode", headers={"X-Request-ID": "boom-1"})
+    finally:
+        logging.getLogger("app.errors").removeHandler(recorder)
+    body = assert_problem(r, 500)
+    assert body["request_id"] == "boom-1"
+    assert "hunter2" not in r.text
+    assert "RuntimeError" not in r.text
+    [record] = recorder.records
+    assert record.exc_info is not None
+    assert record.request_id == "boom-1"  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def cors_client() -> AsyncIterator[httpx.AsyncClient]:
+    from app.main import create_app
+
+    app = create_app(make_settings(cors_origins="https://app.example.com"))
+    async for client in open_client(app):
+        yield client
+
+
+async def test_cors_preflight_from_allowed_origin_succeeds(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    r = await cors_client.options(
+        USERS,
+        headers={"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+async def test_cors_preflight_from_unknown_origin_returns_400_problem(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    r = await cors_client.options(
+        USERS,
+        headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"},
+    )
+    body = assert_problem(r, 400)
+    assert "origin" in body["detail"]
