@@ -11,7 +11,7 @@ from app.db import create_engine, create_sessionmaker
 from app.errors import DATABASE_UNAVAILABLE_ERRORS
 from app.repository import EmailTakenError, UserRepository
 from app.schemas import UserCreate
-from app.security import hash_password
+from app.security import PasswordHasher
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,7 +42,9 @@ async def create_admin(settings: Settings, email: str, password: str) -> bool:
             users = UserRepository(session)
             try:
                 await users.create(
-                    email=email, password_hash=await hash_password(password), is_admin=True
+                    email=email,
+                    password_hash=await PasswordHasher(settings).hash(password),
+                    is_admin=True,
                 )
                 created = True
             except EmailTakenError:

@@ -4,6 +4,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -71,6 +72,38 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "json"
 
+    # Redis, cache and rate limits
+    # Short timeouts: a Redis that stops answering costs each request at most
+    # this long before it takes its fallback (PostgreSQL, the local limiter).
+    redis_socket_timeout_seconds: float = Field(default=0.25, gt=0)
+    redis_connect_timeout_seconds: float = Field(default=0.5, gt=0)
+    # Idle pooled connections are PINGed before reuse after this long (0: never).
+    redis_health_check_interval_seconds: int = Field(default=30, ge=0)
+    # One worker serves at most this many Redis calls at once; more wait (up to
+    # the socket timeout) for a free connection.
+    redis_max_connections: int = Field(default=64, ge=1)
+    # False: every user read goes to PostgreSQL (the benchmark's uncached case).
+    cache_enabled: bool = True
+    # Also the longest a cached user can stay stale if an invalidation fails.
+    cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    # Addresses or networks (10.0.0.0/8) of the reverse proxies in front of the
+    # service. Only when the connection comes from one of these is the client
+    # address read from X-Forwarded-For: anyone else could forge it.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = []
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> Any:
+        items = cls._parse_list(value)
+        if not isinstance(items, list):
+            return items
+        try:
+            return [ip_network(str(item)) for item in items]
+        except (TypeError, ValueError):
+            raise ValueError(
+                "it must list IP addresses or networks, such as 10.0.0.1 or 10.0.0.0/8"
+            ) from None
+
     # Operational settings. The pool is fixed (max_overflow is always 0, see
     # app/db.py): overflow connections are opened and closed under load, which
     # measured slower than a steady pool of this size.
@@ -85,6 +118,23 @@ class Settings(BaseSettings):
     # Short: a load balancer asks often, and a hung database must read as "not ready".
     health_check_timeout_seconds: float = Field(default=1.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+
+    # Authentication
+    jwt_issuer: str = Field(default="workshop-user-service", min_length=1)
+    jwt_audience: str = Field(default="workshop-api", min_length=1)
+    # HMAC only: the service signs and verifies its own tokens with SECRET_KEY.
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    # Tolerated clock skew between replicas; small, because it lengthens every token's life.
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=60)
+    # Argon2id cost: m=64 MiB, t=3, p=4 (pwdlib's default, ~100 ms per hash).
+    # Changing them is safe: each user's hash is upgraded at their next login.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65_536, ge=64)
+    argon2_parallelism: int = Field(default=4, ge=1, le=16)
+    # Password checks running at once (one per core fills the machine) and how
+    # many more may wait; beyond that a login gets 503 at once.
+    hash_concurrency: int = Field(default=2, ge=1)
+    hash_queue_limit: int = Field(default=8, ge=0)
 
     @field_validator("login_rate_limit", "rate_limit", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.logging import request_id_var
 from app.repository import EmailTakenError, InvalidCursorError
+from app.security import PasswordHashingBusyError
 
 logger = logging.getLogger("app.errors")
 
@@ -121,6 +122,17 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _password_hashing_busy(request: Request, _exc: Exception) -> JSONResponse:
+    # Answer at once: a client retrying in a second costs less than a queue of
+    # logins each waiting seconds for the CPU.
+    return problem_response(
+        503,
+        "Too many password checks are in progress; try again in a second.",
+        request.url.path,
+        {"Retry-After": "1"},
+    )
+
+
 def internal_error_response(path: str) -> JSONResponse:
     """The 500 for an unexpected exception: says nothing about the cause."""
     return problem_response(500, None, path)
@@ -132,5 +144,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(EmailTakenError, _email_taken)
     app.add_exception_handler(InvalidCursorError, _invalid_cursor)
+    app.add_exception_handler(PasswordHashingBusyError, _password_hashing_busy)
     for error_type in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _database_unavailable)

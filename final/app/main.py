@@ -1,19 +1,25 @@
 """The application factory and its lifespan."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypedDict
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.cache import UserCache
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
+from app.limits import enforce_api_limit
 from app.logging import configure_logging
-from app.metrics import Metrics
+from app.metrics import CacheMetrics, Metrics, RateLimitMetrics
 from app.middleware import install_middleware
-from app.routes import health, metrics, users
+from app.ratelimit import LocalRateLimiter, RedisRateLimiter
+from app.redis_client import create_redis
+from app.routes import auth, health, metrics, users
+from app.security import PasswordHasher
 
 
 class State(TypedDict):
@@ -22,30 +28,59 @@ class State(TypedDict):
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+    # None when CACHE_ENABLED is false: every user read goes to PostgreSQL.
+    user_cache: UserCache | None
+    # The general per-client limit: fails open while Redis is unavailable.
+    api_limiter: RedisRateLimiter
+    # The login limit: falls back to a per-process limiter, never to no limit.
+    login_limiter: RedisRateLimiter
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; tests pass their own settings instead of patching modules."""
     settings = settings or get_settings()
     configure_logging(settings)
+    # One registry per app: several apps in one process (tests) never collide.
+    instruments = Metrics()
 
     # --8<-- [start:lifespan]
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         """Create the shared clients at start-up and close them, in reverse order, at shutdown."""
-        # No connection is opened here: the pool connects on first use, so the
-        # process starts (and /health/ready reports 503) while PostgreSQL is down.
-        engine = create_engine(settings)
-        try:
+        # No connection is opened here: both pools connect on first use, so the
+        # process starts (and /health/ready reports 503) while PostgreSQL is
+        # down, and serves without its cache while Redis is.
+        # The exit stack closes them in reverse order of creation. uvicorn
+        # runs that after in-flight requests have finished (or
+        # --timeout-graceful-shutdown has passed), so no call loses its connection.
+        async with AsyncExitStack() as resources:
+            engine = create_engine(settings)
+            resources.push_async_callback(engine.dispose)
+            redis = create_redis(
+                settings.redis_url,
+                socket_timeout=settings.redis_socket_timeout_seconds,
+                connect_timeout=settings.redis_connect_timeout_seconds,
+                health_check_interval=settings.redis_health_check_interval_seconds,
+                max_connections=settings.redis_max_connections,
+            )
+            resources.push_async_callback(redis.aclose)
+            cache_stats, limiter_stats = CacheMetrics(instruments), RateLimitMetrics(instruments)
             yield {
                 "settings": settings,
                 "engine": engine,
                 "sessionmaker": create_sessionmaker(engine),
+                "redis": redis,
+                "user_cache": (
+                    UserCache(redis, ttl_seconds=settings.cache_ttl_seconds, stats=cache_stats)
+                    if settings.cache_enabled
+                    else None
+                ),
+                "api_limiter": RedisRateLimiter(redis, stats=limiter_stats),
+                "login_limiter": RedisRateLimiter(
+                    redis, fallback=LocalRateLimiter(), stats=limiter_stats
+                ),
             }
-        finally:
-            # uvicorn runs this after in-flight requests have finished (or
-            # --timeout-graceful-shutdown has passed), so no query loses its connection.
-            await engine.dispose()
 
     # --8<-- [end:lifespan]
 
@@ -58,13 +93,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # expose Prometheus metrics instead; turn tracing on deliberately if you want it.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    # One registry per app: several apps in one process (tests) never collide.
-    app.state.metrics = Metrics()
+    app.state.metrics = instruments
+    # One per app: its limit on concurrent password hashing covers every route.
+    app.state.password_hasher = PasswordHasher(settings)
     install_error_handlers(app)
-    install_middleware(app, settings, app.state.metrics)
+    install_middleware(app, settings, instruments)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(users.router)
+    # Every /api/v1 route counts against the general per-client limit.
+    api_limit = [Depends(enforce_api_limit)]
+    app.include_router(users.router, dependencies=api_limit)
+    app.include_router(auth.router, dependencies=api_limit)
     return app
 
 

@@ -33,3 +33,56 @@ class Metrics:
         self.cache_misses = Counter(
             "cache_misses", "User reads that had to go to PostgreSQL.", registry=self.registry
         )
+        # Redis, cache and rate limits
+        self.cache_errors = Counter(
+            "cache_errors",
+            "Cache calls Redis did not answer (the read went to PostgreSQL instead).",
+            registry=self.registry,
+        )
+        self.rate_limit_decisions = Counter(
+            "rate_limit_decisions",
+            "Rate-limit checks by route class and outcome: allowed, limited or degraded "
+            "(decided without Redis).",
+            ["route_class", "outcome"],
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "redis_errors",
+            "Redis calls that failed or timed out, by what made them.",
+            ["component"],
+            registry=self.registry,
+        )
+
+
+class CacheMetrics:
+    """The cache's CacheStats, counted in Prometheus."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._hits = metrics.cache_hits
+        self._misses = metrics.cache_misses
+        self._errors = metrics.cache_errors
+        self._redis_errors = metrics.redis_errors.labels("cache")
+
+    def hit(self) -> None:
+        """Count a read answered from Redis."""
+        self._hits.inc()
+
+    def miss(self) -> None:
+        """Count a read answered by PostgreSQL."""
+        self._misses.inc()
+
+    def error(self) -> None:
+        """Count a cache call Redis did not answer."""
+        self._errors.inc()
+        self._redis_errors.inc()
+
+
+class RateLimitMetrics:
+    """A limiter's RateLimitStats, counted in Prometheus."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._redis_errors = metrics.redis_errors.labels("ratelimit")
+
+    def degraded(self) -> None:
+        """Count a check Redis did not answer."""
+        self._redis_errors.inc()

@@ -1,9 +1,9 @@
-"""ORM models: the users table."""
+"""ORM models: the users table and the login sessions (refresh-token families)."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, String, func, text
+from sqlalchemy import DateTime, ForeignKey, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -34,3 +34,31 @@ class User(Base):
 # Uniqueness is decided here, by the database, case-insensitively: the only
 # check that still holds when two sign-ups for one address race.
 Index("uq_users_email_lower", func.lower(User.email), unique=True)
+
+
+# --8<-- [start:auth_session]
+class AuthSession(Base):
+    """One login: the family of refresh tokens it rotates through, and its revocation."""
+
+    __tablename__ = "auth_sessions"
+    # Listing a user's sessions and revoking them all go by user_id.
+    __table_args__ = (Index("ix_auth_sessions_user_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=func.gen_random_uuid())
+    # ON DELETE CASCADE: deleting a user deletes its sessions, and with them
+    # every token that points at them, in the same statement.
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # SHA-256 (hex) of the current refresh secret; the secret itself is never stored.
+    refresh_token_hash: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    # The client address as the server saw it (a proxy's, unless it forwards the client's).
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --8<-- [end:auth_session]

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import User
+from app.models import AuthSession, User
 
 EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
 
@@ -156,7 +156,144 @@ class UserRepository:
         row = (await self.session.execute(statement)).first()
         return None if row is None else _record(row)
 
+    async def lock_active_admin_ids(self) -> list[uuid.UUID]:
+        """Lock the active admins' rows and return their ids (until the transaction ends).
+
+        Two admins demoting each other at once would each see the other still
+        in place; FOR UPDATE makes the second wait and see the first's change.
+        """
+        statement = (
+            select(User.id).where(User.is_admin, User.is_active).order_by(User.id).with_for_update()
+        )
+        return list((await self.session.scalars(statement)).all())
+
     async def delete(self, user_id: uuid.UUID) -> bool:
         """Delete one user; return whether it existed."""
         statement = delete(User).where(User.id == user_id).returning(User.id)
         return (await self.session.execute(statement)).first() is not None
+
+
+# --- login sessions -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    """Who is calling: the user, and the session their access token belongs to."""
+
+    user: UserRecord
+    session_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A live login session as its owner sees it."""
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+
+
+_LIVE = (AuthSession.revoked_at.is_(None), AuthSession.expires_at > func.now())
+
+
+class SessionRepository:
+    """Queries on auth_sessions. Callers commit: the repository never does."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # --8<-- [start:load_authenticated]
+    async def load_authenticated(
+        self, session_id: uuid.UUID, user_id: uuid.UUID
+    ) -> AuthenticatedUser | None:
+        """Return the caller if their session is live and their account active, else None.
+
+        Every authenticated request runs this, so it is one statement on two
+        primary keys, reading plain columns (no ORM objects).
+        """
+        statement = (
+            select(*_COLUMNS)
+            .join_from(AuthSession, User, AuthSession.user_id == User.id)
+            .where(AuthSession.id == session_id, AuthSession.user_id == user_id, *_LIVE)
+            .where(User.is_active)
+        )
+        row = (await self.session.execute(statement)).first()
+        return None if row is None else AuthenticatedUser(_record(row), session_id)
+
+    # --8<-- [end:load_authenticated]
+
+    async def create(
+        self,
+        *,
+        user_id: uuid.UUID,
+        refresh_token_hash: str,
+        ttl_seconds: int,
+        user_agent: str | None,
+        ip: str | None,
+    ) -> uuid.UUID:
+        """Start a session; return its id."""
+        statement = (
+            insert(AuthSession)
+            .values(
+                user_id=user_id,
+                refresh_token_hash=refresh_token_hash,
+                user_agent=user_agent,
+                ip=ip,
+                expires_at=func.now() + timedelta(seconds=ttl_seconds),
+            )
+            .returning(AuthSession.id)
+        )
+        return (await self.session.execute(statement)).scalar_one()
+
+    # --8<-- [start:rotate]
+    async def rotate(self, session_id: uuid.UUID, old_hash: str, new_hash: str) -> uuid.UUID | None:
+        """Swap the refresh-token hash if old_hash is the current one; return the user id.
+
+        One conditional UPDATE: of concurrent refreshes with one token, the row
+        lock lets exactly one match; the others see the new hash and get None.
+        """
+        statement = (
+            update(AuthSession)
+            .where(AuthSession.id == session_id, AuthSession.refresh_token_hash == old_hash, *_LIVE)
+            .where(AuthSession.user_id == User.id, User.is_active)
+            .values(refresh_token_hash=new_hash, last_used_at=func.now())
+            .returning(AuthSession.user_id)
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    # --8<-- [end:rotate]
+
+    async def revoke(self, session_id: uuid.UUID, *, user_id: uuid.UUID | None = None) -> bool:
+        """Revoke one live session (only if it is user_id's, when given); return whether it was."""
+        statement = update(AuthSession).where(AuthSession.id == session_id, *_LIVE)
+        if user_id is not None:
+            statement = statement.where(AuthSession.user_id == user_id)
+        statement = statement.values(revoked_at=func.now()).returning(AuthSession.id)
+        return (await self.session.execute(statement)).first() is not None
+
+    async def revoke_all(self, user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:
+        """Revoke every live session of a user except `keep`; return how many."""
+        statement = update(AuthSession).where(AuthSession.user_id == user_id, *_LIVE)
+        if keep is not None:
+            statement = statement.where(AuthSession.id != keep)
+        statement = statement.values(revoked_at=func.now()).returning(AuthSession.id)
+        return len((await self.session.execute(statement)).all())
+
+    async def list_live(self, user_id: uuid.UUID) -> list[SessionRecord]:
+        """A user's live sessions, newest first."""
+        statement = (
+            select(
+                AuthSession.id,
+                AuthSession.created_at,
+                AuthSession.last_used_at,
+                AuthSession.expires_at,
+                AuthSession.user_agent,
+                AuthSession.ip,
+            )
+            .where(AuthSession.user_id == user_id, *_LIVE)
+            .order_by(AuthSession.created_at.desc(), AuthSession.id)
+        )
+        return [SessionRecord(*row) for row in await self.session.execute(statement)]

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -91,3 +91,47 @@ class UserPage(BaseModel):
 
     items: list[UserPublic]
     next_cursor: str | None
+
+
+# --- authentication --------------------------------------------------------------
+
+# Bounded, but loosely: anything that is not one of our refresh tokens (an
+# access token pasted by mistake, say) gets the same 401 as a spent token.
+RefreshTokenText = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Token(BaseModel):
+    """A token pair, as the OAuth2 password flow returns it."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth2 token type)
+    expires_in: int = Field(description="Seconds until the access token expires.")
+
+
+class RefreshRequest(_WriteModel):
+    """Body of POST /auth/refresh."""
+
+    refresh_token: RefreshTokenText
+
+
+class LogoutRequest(_WriteModel):
+    """Body of POST /auth/logout; optional, since the access token names the session."""
+
+    refresh_token: RefreshTokenText | None = None
+
+
+class SessionPublic(BaseModel):
+    """One of the caller's live login sessions."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool = Field(
+        description="Whether this is the session of the token making the request."
+    )

@@ -1,17 +1,33 @@
-"""Password hashing with Argon2id, run off the event loop on a small dedicated thread pool."""
+"""Password hashing (Argon2id, bounded, off the loop), JWT access and opaque refresh tokens."""
 
 import asyncio
 import contextlib
+import hashlib
 import os
+import secrets
 import threading
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any, TypeVar
 
+import anyio
+import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-# pwdlib's Argon2 defaults (Argon2id, m=64 MiB, t=3, p=4): ~100 ms wall and
-# ~140 ms of CPU per hash, on up to four threads of its own.
-_password_hash = PasswordHash((Argon2Hasher(),))
+from app.config import Settings
+
+T = TypeVar("T")
+
+# --- passwords -------------------------------------------------------------------
+
+
+class PasswordHashingBusyError(Exception):
+    """Too many password checks are already waiting: the caller should retry shortly."""
 
 
 def _lower_thread_priority() -> None:
@@ -25,20 +41,175 @@ def _lower_thread_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
-# Two hashes at a time: with four lanes each they already fill two cores, and
-# more in parallel would not finish sooner. Further requests queue here.
-_hashing_pool = ThreadPoolExecutor(
-    max_workers=2, thread_name_prefix="password-hash", initializer=_lower_thread_priority
+# The threads that run the hashes, shared by every hasher in the process. Each
+# PasswordHasher's CapacityLimiter decides how many run at once; this pool only
+# provides lower-priority threads, so it is sized to never be the bottleneck.
+_hashing_threads = ThreadPoolExecutor(
+    max_workers=os.cpu_count() or 2,
+    thread_name_prefix="password-hash",
+    initializer=_lower_thread_priority,
 )
 
 
-async def hash_password(password: str) -> str:
-    """Hash a password off the event loop."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_hashing_pool, _password_hash.hash, password)
+# --8<-- [start:hasher]
+class PasswordHasher:
+    """Argon2id through pwdlib, run on worker threads, a few at a time, with a bounded queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hash = PasswordHash(
+            (
+                Argon2Hasher(
+                    time_cost=settings.argon2_time_cost,
+                    memory_cost=settings.argon2_memory_kib,
+                    parallelism=settings.argon2_parallelism,
+                ),
+            )
+        )
+        # One Argon2id hash is ~140 ms of CPU on four lanes: two at a time
+        # already fill two cores, and more in parallel would not finish sooner.
+        self.limiter = anyio.CapacityLimiter(settings.hash_concurrency)
+        self._max_waiting = settings.hash_queue_limit
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        # Computed once, on a hashing thread, the first time an unknown email logs in.
+        return self._hash.hash(secrets.token_urlsafe(16))
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        # Beyond capacity, answer at once rather than queue for seconds: a login
+        # that waits longer than the client's patience is work thrown away.
+        if self.limiter.statistics().tasks_waiting >= self._max_waiting:
+            raise PasswordHashingBusyError
+        async with self.limiter:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(_hashing_threads, function, *args)
+
+    async def hash(self, password: str) -> str:
+        """Hash a password."""
+        return await self._run(self._hash.hash, password)
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        """Check a password against its hash."""
+        return await self._run(self._hash.verify, password, password_hash)
+
+    async def verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        """Check a password; also return a new hash when the stored one uses old parameters."""
+        return await self._run(self._hash.verify_and_update, password, password_hash)
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend the time of a real check, for an email that has no account.
+
+        Unknown emails and wrong passwords then take the same path and the same
+        time: the response time does not tell an attacker which emails exist.
+        """
+        await self._run(lambda: self._hash.verify(password, self._dummy_hash))
 
 
-async def verify_password(password: str, password_hash: str) -> bool:
-    """Check a password against its hash off the event loop."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_hashing_pool, _password_hash.verify, password, password_hash)
+# --8<-- [end:hasher]
+
+# --- access tokens (JWT) ---------------------------------------------------------
+
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 (a claim value, not a secret)
+# Every claim decode_access_token relies on: a token missing one is refused.
+_REQUIRED_CLAIMS = ["sub", "sid", "typ", "jti", "iat", "nbf", "exp", "iss", "aud"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What the service reads from a valid access token."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+
+def create_access_token(settings: Settings, user_id: uuid.UUID, session_id: uuid.UUID) -> str:
+    """Sign a short-lived access token bound to one session."""
+    now = datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        # Binding the token to its session is what makes revocation immediate:
+        # every request checks that this session is still live.
+        "sid": str(session_id),
+        "typ": ACCESS_TOKEN_TYPE,
+        "jti": uuid.uuid4().hex,
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(seconds=settings.access_token_ttl_seconds),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+    }
+    return jwt.encode(
+        claims, settings.secret_key.get_secret_value(), algorithm=settings.jwt_algorithm
+    )
+
+
+# --8<-- [start:decode]
+def decode_access_token(settings: Settings, token: str) -> AccessClaims | None:
+    """Verify an access token; None for every way it can be bad (the caller answers one 401)."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret_key.get_secret_value(),
+            # Pinned: the token's own header never chooses the algorithm, so
+            # `alg: none` and algorithm-confusion tokens are refused.
+            algorithms=[settings.jwt_algorithm],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_seconds,
+            options={"require": _REQUIRED_CLAIMS},
+        )
+        if claims["typ"] != ACCESS_TOKEN_TYPE:
+            return None
+        return AccessClaims(user_id=uuid.UUID(claims["sub"]), session_id=uuid.UUID(claims["sid"]))
+    except (jwt.InvalidTokenError, ValueError, TypeError, AttributeError):
+        # InvalidTokenError covers signature, expiry, nbf/iat, issuer, audience,
+        # missing claims and malformed tokens; the others, claims of the wrong type.
+        return None
+
+
+# --8<-- [end:decode]
+
+# --- refresh tokens (opaque) -----------------------------------------------------
+
+_REFRESH_SECRET_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    """A refresh token's two halves: the session it belongs to and its secret."""
+
+    session_id: uuid.UUID
+    secret: str
+
+    def __str__(self) -> str:
+        return f"{self.session_id}.{self.secret}"
+
+
+# --8<-- [start:refresh]
+def new_refresh_secret() -> str:
+    """A fresh refresh-token secret: 256 random bits."""
+    return secrets.token_urlsafe(_REFRESH_SECRET_BYTES)
+
+
+def hash_refresh_secret(secret: str) -> str:
+    """The only form of a refresh secret the database ever stores.
+
+    SHA-256, not Argon2: the secret is 256 random bits, so nobody can guess it
+    from its hash however fast the hash is, and a fast hash keeps refresh cheap.
+    A stolen copy of the table holds no usable token.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_refresh_token(token: str) -> RefreshToken | None:
+    """Split "<session id>.<secret>"; None for anything this service did not issue."""
+    session_part, dot, secret = token.partition(".")
+    if not dot or not secret or len(secret) > 64:
+        return None
+    try:
+        return RefreshToken(session_id=uuid.UUID(session_part), secret=secret)
+    except ValueError:
+        return None
+
+
+# --8<-- [end:refresh]

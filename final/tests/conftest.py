@@ -4,7 +4,7 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -26,7 +27,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings, load_settings
 from app.main import create_app
-from app.security import hash_password
+from app.repository import SessionRepository, UserRecord, UserRepository
+from app.schemas import Token
+from app.security import (
+    PasswordHasher,
+    RefreshToken,
+    create_access_token,
+    hash_refresh_secret,
+    new_refresh_secret,
+)
 
 # Redis fixtures live in their own module; registered here for every test.
 pytest_plugins = ["tests.redis_fixtures"]
@@ -92,7 +101,8 @@ def warm_up_process() -> None:
         app = create_app(make_settings())
         async for client in open_client(app):
             await client.post("/api/v1/users", json={})
-        await asyncio.gather(hash_password("warm-up"), hash_password("warm-up"))
+        hasher = PasswordHasher(make_settings())
+        await asyncio.gather(hasher.hash("warm-up"), hasher.hash("warm-up"))
 
     asyncio.run(one_request())
     # Everything imported so far lives for the whole run: keep the garbage
@@ -111,7 +121,25 @@ def database_url() -> str:
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: no .env file, the test environment, the test database."""
-    values: dict[str, Any] = {"database_url": database_url(), "environment": "test"}
+    # Imported here, not at the top: pytest must load it as a plugin (pytest_plugins,
+    # below) before anything imports it, or it cannot rewrite its asserts.
+    from tests.redis_fixtures import redis_url
+
+    values: dict[str, Any] = {
+        "database_url": database_url(),
+        "redis_url": redis_url(),
+        # A busy test machine can be slower than production's 0.25 s, which would
+        # turn exact counts into "degraded" ones; fault tests set short timeouts.
+        "redis_socket_timeout_seconds": 2.0,
+        "environment": "test",
+    }
+    # Authentication: Argon2id at its cheapest (1 MiB, one pass, one lane), so
+    # the many logins of the suite stay fast. Production's cost is exercised by
+    # test_auth_hashing.py, which builds its app with the default parameters.
+    # Cheap hashes can queue: the tests that race twenty sign-ups want them all served.
+    values.update(
+        argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1, hash_queue_limit=64
+    )
     values.update(overrides)
     return load_settings(_env_file=None, **values)
 
@@ -205,8 +233,10 @@ async def session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
 
 @pytest.fixture
-def app(settings: Settings, database: str) -> FastAPI:
-    """A fresh app built with the test settings."""
+def app(settings: Settings, database: str, redis: Redis) -> FastAPI:
+    """A fresh app built with the test settings, on a flushed Redis database."""
+    # Requesting `redis` flushes the test database: no rate-limit count or
+    # cached user leaks from one test into the next.
     return create_app(settings)
 
 
@@ -260,5 +290,81 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["instance"] == response.request.url.path
     assert body["request_id"] == response.headers["x-request-id"]
     if status == 401:
-        assert response.headers["www-authenticate"] == "Bearer"
+        # RFC 6750: the bare challenge when no token came, error="invalid_token" for a bad one.
+        assert response.headers["www-authenticate"] in ("Bearer", 'Bearer error="invalid_token"')
     return body
+
+
+# --- users and their tokens ---------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+UserFactory = Callable[..., Awaitable[UserRecord]]
+TokenFactory = Callable[[UserRecord], Awaitable[Token]]
+HeadersFactory = Callable[[UserRecord], Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+def user(session: AsyncSession, settings: Settings) -> UserFactory:
+    """Create users in the test transaction: `await user(is_admin=True)`."""
+    hasher = PasswordHasher(settings)
+    count = 0
+
+    async def make(
+        email: str | None = None,
+        *,
+        password: str = PASSWORD,
+        is_admin: bool = False,
+        is_active: bool = True,
+    ) -> UserRecord:
+        nonlocal count
+        count += 1
+        users = UserRepository(session)
+        created = await users.create(
+            email=email or f"user{count}@example.com",
+            password_hash=await hasher.hash(password),
+            is_admin=is_admin,
+        )
+        if not is_active:
+            created = await users.update(created.id, {"is_active": False}) or created
+        await session.commit()
+        return created
+
+    return make
+
+
+@pytest.fixture
+def token_pair(session: AsyncSession, settings: Settings) -> TokenFactory:
+    """Start a session for a user as a login would (without the login route): its token pair."""
+
+    async def make(owner: UserRecord) -> Token:
+        secret = new_refresh_secret()
+        session_id = await SessionRepository(session).create(
+            user_id=owner.id,
+            refresh_token_hash=hash_refresh_secret(secret),
+            ttl_seconds=settings.refresh_token_ttl_seconds,
+            user_agent="pytest",
+            ip="127.0.0.1",
+        )
+        await session.commit()
+        return Token(
+            access_token=create_access_token(settings, owner.id, session_id),
+            refresh_token=str(RefreshToken(session_id, secret)),
+            expires_in=settings.access_token_ttl_seconds,
+        )
+
+    return make
+
+
+@pytest.fixture
+def auth_headers(token_pair: TokenFactory) -> HeadersFactory:
+    """The Authorization header of a fresh session of a user: `await auth_headers(admin)`."""
+
+    async def make(owner: UserRecord) -> dict[str, str]:
+        return bearer((await token_pair(owner)).access_token)
+
+    return make
+
+
+def bearer(access_token: str) -> dict[str, str]:
+    """The Authorization header carrying an access token."""
+    return {"Authorization": f"Bearer {access_token}"}

@@ -73,3 +73,36 @@ def test_defaults_match_the_contract() -> None:
     assert settings.rate_limit == RateLimit(100, 60)
     assert settings.trusted_hosts == ["localhost", "127.0.0.1", "test"]
     assert settings.max_body_bytes == 1024 * 1024
+
+
+# --- Redis, cache and rate limits -------------------------------------------------------
+
+
+def test_redis_and_cache_defaults_are_short_timeouts_and_an_enabled_cache() -> None:
+    settings = load_settings(_env_file=None)
+    assert settings.redis_socket_timeout_seconds <= 0.5
+    assert settings.cache_enabled is True
+    assert settings.trusted_proxies == []
+
+
+def test_cache_can_be_disabled_and_proxies_trusted_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CACHE_ENABLED", "false")
+    monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16, ::1")
+    settings = load_settings(_env_file=None)
+    assert settings.cache_enabled is False
+    assert [str(network) for network in settings.trusted_proxies] == [
+        "10.0.0.1/32",
+        "192.168.0.0/16",
+        "::1/128",
+    ]
+
+
+@pytest.mark.parametrize("value", ["proxy.internal", "10.0.0.1/8", '["10.0.0.1", 7]', "[bad"])
+def test_a_bad_trusted_proxy_fails_with_one_line_naming_the_setting(value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _load(trusted_proxies=value)
+    message = str(caught.value)
+    assert message.startswith("Setting TRUSTED_PROXIES is invalid"), message
+    assert "\n" not in message

@@ -5,7 +5,9 @@ import socket
 import httpx
 import pytest
 from fastapi import FastAPI
-from tests.conftest import make_settings, open_client
+from redis.asyncio import Redis
+from tests.conftest import assert_problem, make_settings, open_client
+from tests.redis_fixtures import redis_paused
 
 from app.main import create_app
 
@@ -18,10 +20,30 @@ async def test_liveness_returns_ok(client: httpx.AsyncClient) -> None:
     assert r.headers["x-request-id"]
 
 
-async def test_readiness_with_database_up_returns_ok(client: httpx.AsyncClient) -> None:
+async def test_readiness_with_database_and_redis_up_returns_ok(client: httpx.AsyncClient) -> None:
     r = await client.get("/health/ready")
     assert r.status_code == 200, r.text
-    assert r.json() == {"status": "ok", "checks": {"database": "ok"}}
+    assert r.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+async def test_readiness_with_redis_down_is_degraded_but_200(closed_port_url: str) -> None:
+    app = create_app(make_settings(redis_url=closed_port_url, redis_socket_timeout_seconds=0.3))
+    async for client in open_client(app):
+        r = await client.get("/health/ready")
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "degraded", "checks": {"database": "ok", "redis": "unavailable"}}
+
+
+async def test_readiness_while_redis_is_paused_is_degraded_but_200(redis: Redis) -> None:
+    app = create_app(make_settings(redis_socket_timeout_seconds=0.2))
+    async for client in open_client(app):
+        before = await client.get("/health/ready")
+        async with redis_paused():
+            during = await client.get("/health/ready")
+        after = await client.get("/health/ready")
+    assert during.status_code == 200, during.text
+    assert during.json()["checks"] == {"database": "ok", "redis": "unavailable"}
+    assert before.json()["status"] == after.json()["status"] == "ok"
 
 
 def _closed_port() -> int:
@@ -42,8 +64,9 @@ async def test_readiness_with_database_down_returns_503_and_liveness_stays_ok(
 ) -> None:
     async for client in open_client(app_with_database_down):
         ready = await client.get("/health/ready")
-        assert ready.status_code == 503, ready.text
-        assert ready.json() == {"status": "unavailable", "checks": {"database": "unavailable"}}
+        # A problem like every other error, with the checks as an extension member.
+        body = assert_problem(ready, 503)
+        assert body["checks"] == {"database": "unavailable", "redis": "ok"}
         live = await client.get("/health/live")
         assert live.status_code == 200, live.text
 

@@ -1,4 +1,4 @@
-"""The users API: sign-up fully; protected routes refuse every request until auth exists."""
+"""The users API: sign-up, validation, pagination; tests/test_auth_*.py cover who may call what."""
 
 import uuid
 from datetime import UTC, datetime
@@ -146,12 +146,13 @@ async def test_protected_route_without_token_returns_401_with_bearer_challenge(
 
 
 @pytest.mark.parametrize(("method", "url", "payload"), PROTECTED)
-async def test_protected_route_with_any_token_returns_401_until_auth_exists(
+async def test_protected_route_with_invalid_token_returns_401_with_invalid_token_challenge(
     client: httpx.AsyncClient, method: str, url: str, payload: dict[str, Any] | None
 ) -> None:
     headers = {"Authorization": "Bearer not.a.token"}
     r = await client.request(method, url, json=payload, headers=headers)
     assert_problem(r, 401)
+    assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
 
 
 @pytest.fixture

@@ -2,16 +2,23 @@
 
 import asyncio
 import logging
+from typing import cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.deps import SettingsDep
+from app.errors import PROBLEM_JSON, problem_response
+from app.metrics import Metrics
+from app.redis_client import ThrottledLog
 
 router = APIRouter(prefix="/health", tags=["health"])
 logger = logging.getLogger("app.health")
+# A load balancer probes every few seconds: one line a minute is enough to say Redis is down.
+_redis_log = ThrottledLog(logger)
 
 
 @router.get("/live")
@@ -21,17 +28,37 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "The database is not answering."}})
+@router.get(
+    "/ready",
+    responses={
+        503: {
+            "description": "The database is not answering (a problem with a `checks` member).",
+            "content": {PROBLEM_JSON: {}},
+        }
+    },
+)
 async def ready(request: Request, settings: SettingsDep) -> JSONResponse:
     """Report whether this instance can serve traffic: 503 while PostgreSQL does not answer."""
     timeout = settings.health_check_timeout_seconds
-    checks = {"database": await _check_database(request.state.engine, seconds=timeout)}
-    # The Redis check joins here: Redis down reads "degraded" and stays 200,
-    # because the service still answers from PostgreSQL without its cache.
-    if checks["database"] != "ok":
-        # Plain JSON (not problem+json): probes and dashboards read these fields.
-        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
-    return JSONResponse({"status": "ok", "checks": checks})
+    # Both at once: the probe takes at most one timeout, however many checks there are.
+    database, redis = await asyncio.gather(
+        _check_database(request.state.engine, seconds=timeout),
+        _check_redis(request, seconds=timeout),
+    )
+    checks = {"database": database, "redis": redis}
+    if database != "ok":
+        # A problem like every other error (RFC 9457), with the checks as an
+        # extension member so probes and dashboards can still read them.
+        return problem_response(
+            503,
+            "The database is not answering; this instance cannot serve requests.",
+            request.url.path,
+            checks=checks,
+        )
+    # Redis down is "degraded", still 200: the service answers from PostgreSQL
+    # without its cache, and taking every replica out of the load balancer
+    # because of the cache would turn a slower service into no service.
+    return JSONResponse({"status": "ok" if redis == "ok" else "degraded", "checks": checks})
 
 
 async def _check_database(engine: AsyncEngine, *, seconds: float) -> str:
@@ -42,5 +69,17 @@ async def _check_database(engine: AsyncEngine, *, seconds: float) -> str:
         logger.warning(
             "Readiness check: database unavailable.", extra={"error": type(exc).__name__}
         )
+        return "unavailable"
+    return "ok"
+
+
+async def _check_redis(request: Request, *, seconds: float) -> str:
+    redis = cast(Redis, request.state.redis)
+    try:
+        async with asyncio.timeout(seconds):
+            await redis.ping()
+    except Exception as exc:  # any failure at all means "unavailable"
+        cast(Metrics, request.app.state.metrics).redis_errors.labels("health").inc()
+        _redis_log.warning("Readiness check: Redis unavailable", exc)
         return "unavailable"
     return "ok"

@@ -1,0 +1,117 @@
+"""Rate limits on requests: the general per-client limit and the login limit."""
+
+import hashlib
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+from typing import cast
+
+from fastapi import HTTPException, Request, Response
+
+from app.config import RateLimit, Settings
+from app.metrics import Metrics
+from app.ratelimit import RateLimitDecision, RedisRateLimiter, rate_limit_headers
+
+Networks = list[IPv4Network | IPv6Network]
+
+
+def _parse_ip(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
+def _is_trusted(address: IPv4Address | IPv6Address | None, proxies: Networks) -> bool:
+    return address is not None and any(address in network for network in proxies)
+
+
+# --8<-- [start:client_address]
+def client_address(request: Request, trusted_proxies: Networks) -> str:
+    """The client's address: the peer's, or X-Forwarded-For's when the peer is a trusted proxy."""
+    peer = request.client.host if request.client else ""
+    if not trusted_proxies or not _is_trusted(_parse_ip(peer), trusted_proxies):
+        # Anyone can send X-Forwarded-For: only a proxy we run may tell us who the client is.
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+    ]
+    address = peer
+    # Right to left: each proxy appends the address it saw, so the first hop that
+    # is not one of our proxies is the client. Hops further left came from the
+    # client itself and prove nothing.
+    for hop in reversed(hops):
+        parsed = _parse_ip(hop)
+        if parsed is None:
+            break
+        address = str(parsed)
+        if not _is_trusted(parsed, trusted_proxies):
+            break
+    return address
+
+
+# --8<-- [end:client_address]
+
+
+def _count(request: Request, route_class: str, decision: RateLimitDecision) -> None:
+    metrics = cast(Metrics, request.app.state.metrics)
+    if not decision.allowed:
+        outcome = "limited"
+    elif decision.degraded:
+        outcome = "degraded"
+    else:
+        outcome = "allowed"
+    metrics.rate_limit_decisions.labels(route_class, outcome).inc()
+
+
+def _too_many_requests(decision: RateLimitDecision, policy: str) -> HTTPException:
+    seconds = decision.retry_after_seconds
+    return HTTPException(
+        429,
+        f"Too many requests: try again in {seconds} second{'s' if seconds != 1 else ''}.",
+        headers=rate_limit_headers(decision, policy),
+    )
+
+
+async def _hit(
+    request: Request, limiter: RedisRateLimiter, route_class: str, key: str, limit: RateLimit
+) -> RateLimitDecision:
+    decision = await limiter.hit(key, limit.count, limit.period_seconds)
+    _count(request, route_class, decision)
+    if not decision.allowed:
+        raise _too_many_requests(decision, route_class)
+    return decision
+
+
+# --8<-- [start:api_limit]
+async def enforce_api_limit(request: Request, response: Response) -> None:
+    """Count the request against its client's general limit (RATE_LIMIT); 429 past it."""
+    settings = cast(Settings, request.state.settings)
+    limiter = cast(RedisRateLimiter, request.state.api_limiter)
+    key = f"rl:api:{client_address(request, settings.trusted_proxies)}"
+    decision = await _hit(request, limiter, "api", key, settings.rate_limit)
+    # Failed open (Redis unavailable): nothing was counted, so there is nothing to report.
+    if not decision.degraded:
+        response.headers.update(rate_limit_headers(decision, "api"))
+
+
+# --8<-- [end:api_limit]
+
+
+# --8<-- [start:login_limit]
+async def enforce_login_limit(request: Request, email: str) -> None:
+    """Count a login attempt against its client and its account (LOGIN_RATE_LIMIT); 429 past it.
+
+    Call it before the password is checked: a refused guess then costs no hashing.
+    """
+    settings = cast(Settings, request.state.settings)
+    limiter = cast(RedisRateLimiter, request.state.login_limiter)
+    client = client_address(request, settings.trusted_proxies)
+    # Per client: one address trying many accounts. Per account: many addresses
+    # (a botnet) trying one account. The email is hashed: keys are not a user list.
+    account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    await _hit(request, limiter, "login", f"rl:login:ip:{client}", settings.login_rate_limit)
+    await _hit(request, limiter, "login", f"rl:login:account:{account}", settings.login_rate_limit)
+
+
+# --8<-- [end:login_limit]

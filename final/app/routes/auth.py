@@ -1,0 +1,167 @@
+"""Authentication: log in, rotate refresh tokens, log out, and manage one's sessions."""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.caching import invalidate_user
+from app.config import Settings
+from app.deps import Authenticated, PasswordHasherDep, SessionDep, SettingsDep, invalid_token
+from app.limits import enforce_login_limit
+from app.repository import SessionRepository, UserRepository
+from app.schemas import LogoutRequest, RefreshRequest, SessionPublic, Token
+from app.security import (
+    RefreshToken,
+    create_access_token,
+    hash_refresh_secret,
+    new_refresh_secret,
+    parse_refresh_token,
+)
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+# The session list shows these; bounded so a client cannot store a megabyte per login.
+_USER_AGENT_MAX = 200
+_IP_MAX = 64
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad credentials or token."}}
+
+
+def _bad_credentials() -> HTTPException:
+    # One answer for an unknown email, a wrong password and a deactivated
+    # account: telling them apart would tell an attacker which emails exist.
+    return HTTPException(401, "The email or password is not correct.")
+
+
+def _token_pair(settings: Settings, user_id: uuid.UUID, refresh_token: RefreshToken) -> Token:
+    return Token(
+        access_token=create_access_token(settings, user_id, refresh_token.session_id),
+        refresh_token=str(refresh_token),
+        expires_in=settings.access_token_ttl_seconds,
+    )
+
+
+# --8<-- [start:login]
+@router.post(
+    "/token",
+    responses={
+        **_UNAUTHORIZED,
+        429: {"description": "Too many attempts for this account or client."},
+        503: {"description": "Too many logins."},
+    },
+)
+async def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+) -> Token:
+    """Log in with email (as `username`) and password; start a session."""
+    await enforce_login_limit(request, form.username)
+    users = UserRepository(session)
+    user = await users.get_by_email(form.username)
+    if user is None:
+        await hasher.verify_dummy(form.password)
+        raise _bad_credentials()
+    valid, upgraded_hash = await hasher.verify_and_update(form.password, user.password_hash)
+    if not valid or not user.is_active:
+        raise _bad_credentials()
+    if upgraded_hash is not None:
+        # The hash used older cost parameters: the plain password is only
+        # ever here, at login, so this is the moment to upgrade it.
+        await users.update(user.id, {"password_hash": upgraded_hash})
+    secret = new_refresh_secret()
+    client = request.client
+    session_id = await SessionRepository(session).create(
+        user_id=user.id,
+        refresh_token_hash=hash_refresh_secret(secret),
+        ttl_seconds=settings.refresh_token_ttl_seconds,
+        user_agent=(request.headers.get("user-agent") or "")[:_USER_AGENT_MAX] or None,
+        ip=client.host[:_IP_MAX] if client else None,
+    )
+    await session.commit()
+    if upgraded_hash is not None:
+        # The rehash changed updated_at, which the cached public user shows.
+        await invalidate_user(request, user.id)
+    return _token_pair(settings, user.id, RefreshToken(session_id, secret))
+
+
+# --8<-- [end:login]
+
+
+# --8<-- [start:refresh]
+@router.post("/refresh", responses=_UNAUTHORIZED)
+async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Token:
+    """Trade a refresh token for a new pair; the one presented is spent."""
+    presented = parse_refresh_token(body.refresh_token)
+    if presented is None:
+        raise invalid_token()
+    sessions = SessionRepository(session)
+    secret = new_refresh_secret()
+    user_id = await sessions.rotate(
+        presented.session_id, hash_refresh_secret(presented.secret), hash_refresh_secret(secret)
+    )
+    if user_id is None:
+        # The session exists but this secret is not its current one: a spent
+        # token came back. Either its thief or its owner is replaying it, and
+        # we cannot tell which, so the whole family dies, newer tokens included.
+        # (A revoked, expired or unknown session matches nothing here.)
+        await sessions.revoke(presented.session_id)
+        await session.commit()
+        raise invalid_token()
+    await session.commit()
+    return _token_pair(settings, user_id, RefreshToken(presented.session_id, secret))
+
+
+# --8<-- [end:refresh]
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_UNAUTHORIZED)
+async def logout(
+    caller: Authenticated, session: SessionDep, body: LogoutRequest | None = None
+) -> Response:
+    """End the access token's session (and the refresh token's, if it names another of yours)."""
+    sessions = SessionRepository(session)
+    await sessions.revoke(caller.session_id)
+    if body is not None and body.refresh_token is not None:
+        presented = parse_refresh_token(body.refresh_token)
+        if presented is not None and presented.session_id != caller.session_id:
+            await sessions.revoke(presented.session_id, user_id=caller.user.id)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/sessions", responses=_UNAUTHORIZED)
+async def list_sessions(caller: Authenticated, session: SessionDep) -> list[SessionPublic]:
+    """List the caller's live sessions, newest first."""
+    live = await SessionRepository(session).list_live(caller.user.id)
+    return [
+        SessionPublic(
+            id=item.id,
+            created_at=item.created_at,
+            last_used_at=item.last_used_at,
+            expires_at=item.expires_at,
+            user_agent=item.user_agent,
+            ip=item.ip,
+            current=item.id == caller.session_id,
+        )
+        for item in live
+    ]
+
+
+@router.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_UNAUTHORIZED, 404: {"description": "No such live session of yours."}},
+)
+async def revoke_session(
+    session_id: uuid.UUID, caller: Authenticated, session: SessionDep
+) -> Response:
+    """End one of the caller's sessions (for example a lost phone's)."""
+    # Someone else's session id gets the same 404 as an unknown one.
+    if not await SessionRepository(session).revoke(session_id, user_id=caller.user.id):
+        raise HTTPException(404, "No live session of yours has this id.")
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

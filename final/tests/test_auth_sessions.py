@@ -1,0 +1,267 @@
+"""Sessions: refresh rotation with reuse detection, and every way a session ends at once."""
+
+import asyncio
+import uuid
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+from tests.conftest import PASSWORD, TokenFactory, UserFactory, assert_problem, bearer
+
+AUTH = "/api/v1/auth"
+ME = "/api/v1/users/me"
+
+
+async def _refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
+    return await client.post(f"{AUTH}/refresh", json={"refresh_token": refresh_token})
+
+
+async def _is_accepted(client: httpx.AsyncClient, access_token: str) -> bool:
+    r = await client.get(ME, headers=bearer(access_token))
+    assert r.status_code in (200, 401), r.text
+    return r.status_code == 200
+
+
+# --- rotation and reuse detection ---------------------------------------------------
+
+
+async def test_refresh_returns_a_new_pair_and_spends_the_old_refresh_token(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    first = await token_pair(await user())
+    r = await _refresh(client, first.refresh_token)
+    assert r.status_code == 200, r.text
+    second = r.json()
+    assert second["refresh_token"] != first.refresh_token
+    assert second["token_type"] == "bearer"
+    # Same session: the session id half stays, the secret changes.
+    assert second["refresh_token"].split(".")[0] == first.refresh_token.split(".")[0]
+    assert await _is_accepted(client, second["access_token"])
+
+
+async def test_replaying_a_spent_refresh_token_returns_401_and_revokes_the_family(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    first = await token_pair(await user())
+    second = (await _refresh(client, first.refresh_token)).json()
+    replay = await _refresh(client, first.refresh_token)
+    assert_problem(replay, 401)
+    # The newest refresh token and every access token of the session are dead too.
+    assert_problem(await _refresh(client, second["refresh_token"]), 401)
+    assert not await _is_accepted(client, second["access_token"])
+    assert not await _is_accepted(client, first.access_token)
+
+
+async def test_replay_revokes_only_that_session_not_the_users_others(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner = await user()
+    stolen, other_device = await token_pair(owner), await token_pair(owner)
+    await _refresh(client, stolen.refresh_token)
+    await _refresh(client, stolen.refresh_token)
+    assert await _is_accepted(client, other_device.access_token)
+
+
+async def test_refresh_with_forged_or_malformed_token_returns_401(
+    client: httpx.AsyncClient,
+) -> None:
+    for token in ["nonsense", f"{uuid.uuid4()}.secret", "x.y", ".", f"{uuid.uuid4()}."]:
+        assert_problem(await _refresh(client, token), 401)
+
+
+async def test_refresh_of_a_deactivated_users_session_returns_401(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    admin, target = await user(is_admin=True), await user()
+    pair = await token_pair(target)
+    admin_headers = bearer((await token_pair(admin)).access_token)
+    r = await client.patch(
+        f"/api/v1/users/{target.id}", json={"is_active": False}, headers=admin_headers
+    )
+    assert r.status_code == 200, r.text
+    assert_problem(await _refresh(client, pair.refresh_token), 401)
+
+
+async def test_ten_concurrent_refreshes_with_one_token_let_exactly_one_succeed(
+    committing_client: httpx.AsyncClient, database: str
+) -> None:
+    """On the app's real pool: separate connections, committed rows; it deletes its user."""
+    email = f"refresh-race-{uuid.uuid4().hex[:8]}@example.com"
+    try:
+        signup = await committing_client.post(
+            "/api/v1/users", json={"email": email, "password": PASSWORD}
+        )
+        assert signup.status_code == 201, signup.text
+        login = await committing_client.post(
+            f"{AUTH}/token", data={"username": email, "password": PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        token = login.json()["refresh_token"]
+        responses = await asyncio.gather(*(_refresh(committing_client, token) for _ in range(10)))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [200] + [401] * 9, [r.text for r in responses]
+    finally:
+        engine = create_async_engine(database, poolclass=NullPool)
+        async with engine.begin() as connection:
+            # The sessions go with the user (ON DELETE CASCADE).
+            await connection.execute(text("DELETE FROM users WHERE email = :e"), {"e": email})
+        await engine.dispose()
+
+
+# --- revocation: the next request already fails -------------------------------------
+
+
+async def test_after_logout_the_same_access_token_returns_401(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    pair = await token_pair(await user())
+    r = await client.post(
+        f"{AUTH}/logout",
+        headers=bearer(pair.access_token),
+        json={"refresh_token": pair.refresh_token},
+    )
+    assert r.status_code == 204, r.text
+    assert not await _is_accepted(client, pair.access_token)
+    assert_problem(await _refresh(client, pair.refresh_token), 401)
+
+
+async def test_logout_without_a_body_ends_the_session(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    pair = await token_pair(await user())
+    r = await client.post(f"{AUTH}/logout", headers=bearer(pair.access_token))
+    assert r.status_code == 204, r.text
+    assert not await _is_accepted(client, pair.access_token)
+
+
+async def test_logout_without_a_token_returns_401(client: httpx.AsyncClient) -> None:
+    assert_problem(await client.post(f"{AUTH}/logout"), 401)
+
+
+async def test_password_change_ends_other_sessions_and_keeps_the_current_one(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner = await user()
+    current, other = await token_pair(owner), await token_pair(owner)
+    r = await client.patch(
+        ME,
+        headers=bearer(current.access_token),
+        json={"password": "a brand new passphrase", "current_password": PASSWORD},
+    )
+    assert r.status_code == 200, r.text
+    assert await _is_accepted(client, current.access_token)
+    assert not await _is_accepted(client, other.access_token)
+    assert_problem(await _refresh(client, other.refresh_token), 401)
+    login = await client.post(
+        f"{AUTH}/token", data={"username": owner.email, "password": "a brand new passphrase"}
+    )
+    assert login.status_code == 200, login.text
+
+
+async def test_password_change_with_wrong_current_password_changes_nothing(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner = await user()
+    current, other = await token_pair(owner), await token_pair(owner)
+    r = await client.patch(
+        ME,
+        headers=bearer(current.access_token),
+        json={"password": "a brand new passphrase", "current_password": "wrong guess!"},
+    )
+    assert_problem(r, 403)
+    assert await _is_accepted(client, other.access_token)
+
+
+async def test_deactivation_ends_every_session_of_the_user(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    admin, target = await user(is_admin=True), await user()
+    sessions = [await token_pair(target), await token_pair(target)]
+    admin_headers = bearer((await token_pair(admin)).access_token)
+    r = await client.patch(
+        f"/api/v1/users/{target.id}", json={"is_active": False}, headers=admin_headers
+    )
+    assert r.status_code == 200, r.text
+    for pair in sessions:
+        assert not await _is_accepted(client, pair.access_token)
+    # Reactivating does not bring the old sessions back: they were revoked, not hidden.
+    r = await client.patch(
+        f"/api/v1/users/{target.id}", json={"is_active": True}, headers=admin_headers
+    )
+    assert r.status_code == 200, r.text
+    assert not await _is_accepted(client, sessions[0].access_token)
+
+
+async def test_deletion_by_an_admin_ends_every_session_of_the_user(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    admin, target = await user(is_admin=True), await user()
+    pair = await token_pair(target)
+    admin_headers = bearer((await token_pair(admin)).access_token)
+    r = await client.delete(f"/api/v1/users/{target.id}", headers=admin_headers)
+    assert r.status_code == 204, r.text
+    assert not await _is_accepted(client, pair.access_token)
+    assert_problem(await _refresh(client, pair.refresh_token), 401)
+
+
+# --- listing and ending one's own sessions ------------------------------------------
+
+
+async def test_list_sessions_shows_the_callers_live_sessions_and_marks_the_current(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner, stranger = await user(), await user()
+    pairs = [await token_pair(owner) for _ in range(3)]
+    await token_pair(stranger)
+    await client.post(f"{AUTH}/logout", headers=bearer(pairs[2].access_token))
+    r = await client.get(f"{AUTH}/sessions", headers=bearer(pairs[0].access_token))
+    assert r.status_code == 200, r.text
+    listed = {item["id"]: item for item in r.json()}
+    session_ids = [p.refresh_token.split(".")[0] for p in pairs]
+    assert set(listed) == set(session_ids[:2])
+    assert listed[session_ids[0]]["current"] is True
+    assert listed[session_ids[1]]["current"] is False
+    assert set(listed[session_ids[0]]) == {
+        "id",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "user_agent",
+        "ip",
+        "current",
+    }
+
+
+async def test_delete_own_session_ends_it_at_once(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner = await user()
+    here, lost_phone = await token_pair(owner), await token_pair(owner)
+    lost_id = lost_phone.refresh_token.split(".")[0]
+    r = await client.delete(f"{AUTH}/sessions/{lost_id}", headers=bearer(here.access_token))
+    assert r.status_code == 204, r.text
+    assert not await _is_accepted(client, lost_phone.access_token)
+    assert await _is_accepted(client, here.access_token)
+    # Already ended: no live session of yours has this id any more.
+    r = await client.delete(f"{AUTH}/sessions/{lost_id}", headers=bearer(here.access_token))
+    assert_problem(r, 404)
+
+
+async def test_delete_another_users_session_returns_404_and_leaves_it_alive(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner, victim = await user(), await user()
+    mine, theirs = await token_pair(owner), await token_pair(victim)
+    their_id = theirs.refresh_token.split(".")[0]
+    r = await client.delete(f"{AUTH}/sessions/{their_id}", headers=bearer(mine.access_token))
+    assert_problem(r, 404)
+    assert await _is_accepted(client, theirs.access_token)
+
+
+async def test_delete_session_with_invalid_id_returns_422(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    pair = await token_pair(await user())
+    r = await client.delete(f"{AUTH}/sessions/not-a-uuid", headers=bearer(pair.access_token))
+    assert_problem(r, 422)

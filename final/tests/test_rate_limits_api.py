@@ -1,0 +1,214 @@
+"""Rate limits on the API: 429s with their headers, shared across replicas, and without Redis."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+from tests.conftest import assert_problem, make_settings, open_client
+
+from app.config import Settings
+from app.deps import get_authenticated
+from app.limits import client_address
+from app.main import create_app
+from app.repository import AuthenticatedUser, UserRecord
+
+# Every test starts from a flushed Redis: no count leaks in from another test.
+pytestmark = pytest.mark.usefixtures("redis")
+
+ME = "/api/v1/users/me"  # without a token: a cheap 401 that still counts against the limit
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], **state: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a fresh app built with these settings."""
+    async for client in open_client(create_app(settings), {"sessionmaker": sessionmaker, **state}):
+        yield client
+
+
+async def statuses(client: httpx.AsyncClient, times: int, **options: Any) -> list[int]:
+    return [(await client.get(ME, **options)).status_code for _ in range(times)]
+
+
+async def test_the_request_after_the_limit_gets_429_with_retry_after_and_ratelimit_headers(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(make_settings(rate_limit="3/minute"), sessionmaker) as client:
+        assert await statuses(client, 3) == [401] * 3
+        r = await client.get(ME)
+
+    body = assert_problem(r, 429)
+    assert "try again in 20 seconds" in body["detail"]
+    assert r.headers["retry-after"] == "20"  # one request's worth of 60 s / 3
+    assert r.headers["ratelimit-policy"] == '"api";q=3;w=60'
+    assert r.headers["ratelimit"] == '"api";r=0;t=60'
+
+
+async def test_an_allowed_response_carries_the_ratelimit_headers(
+    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+) -> None:
+    app = create_app(make_settings(rate_limit="10/minute"))
+    async for client in open_client(app, {"sessionmaker": sessionmaker}):
+        created = await client.post(
+            "/api/v1/users", json={"email": "ada@example.com", "password": "long enough"}
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["ratelimit"] == '"api";r=9;t=6'
+        user = _record(created.json())
+        app.dependency_overrides[get_authenticated] = authenticated_as(user)
+
+        # The cached read returns its bytes as a Response: the headers must survive that too.
+        for remaining in (8, 7):
+            r = await client.get(f"/api/v1/users/{user.id}")
+            assert r.status_code == 200, r.text
+            assert r.headers["ratelimit"] == f'"api";r={remaining};t={6 * (10 - remaining)}'
+            assert r.headers["ratelimit-policy"] == '"api";q=10;w=60'
+
+
+def authenticated_as(user: UserRecord) -> Callable[[], AuthenticatedUser]:
+    """A stand-in for the bearer-token check, for FastAPI's dependency overrides."""
+    caller = AuthenticatedUser(user=user, session_id=uuid.uuid4())
+    return lambda: caller
+
+
+def _record(body: dict[str, Any]) -> UserRecord:
+    now = datetime.now(UTC)
+    return UserRecord(uuid.UUID(body["id"]), body["email"], None, "x", True, False, now, now)
+
+
+async def test_sign_up_is_rate_limited(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with running(make_settings(rate_limit="2/minute"), sessionmaker) as client:
+        answers = [
+            await client.post("/api/v1/users", json={"email": f"u{n}@example.com"})
+            for n in range(3)
+        ]
+
+    assert [r.status_code for r in answers] == [422, 422, 429]
+
+
+async def test_two_app_instances_on_one_redis_share_the_count(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    settings = make_settings(rate_limit="4/minute")
+    async with (
+        running(settings, sessionmaker) as replica_a,
+        running(settings, sessionmaker) as replica_b,
+    ):
+        seen = [
+            (await replica.get(ME)).status_code
+            for replica in (replica_a, replica_b, replica_a, replica_b, replica_a, replica_b)
+        ]
+
+    assert seen == [401, 401, 401, 401, 429, 429]
+
+
+async def test_the_window_slides_and_the_quota_comes_back(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(make_settings(rate_limit="2/second"), sessionmaker) as client:
+        assert await statuses(client, 3) == [401, 401, 429]
+        await asyncio.sleep(1.05)
+        assert await statuses(client, 3) == [401, 401, 429]
+
+
+async def test_clients_are_counted_separately_behind_a_trusted_proxy(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # The test client connects from 127.0.0.1: here, the proxy.
+    settings = make_settings(rate_limit="1/minute", trusted_proxies="127.0.0.1")
+    async with running(settings, sessionmaker) as client:
+        first = await statuses(client, 2, headers={"X-Forwarded-For": "203.0.113.1"})
+        second = await statuses(client, 2, headers={"X-Forwarded-For": "203.0.113.2"})
+
+    assert first == second == [401, 429]
+
+
+async def test_a_forged_forwarded_for_from_an_untrusted_peer_gets_no_new_quota(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(make_settings(rate_limit="1/minute"), sessionmaker) as client:
+        seen = [
+            (await client.get(ME, headers={"X-Forwarded-For": f"198.51.100.{n}"})).status_code
+            for n in range(3)
+        ]
+
+    assert seen == [401, 429, 429]
+
+
+async def test_the_general_limit_fails_open_when_redis_is_unreachable(
+    sessionmaker: async_sessionmaker[AsyncSession], closed_port_url: str
+) -> None:
+    settings = make_settings(
+        rate_limit="1/minute", redis_url=closed_port_url, redis_socket_timeout_seconds=0.3
+    )
+    async with running(settings, sessionmaker) as client:
+        responses = [await client.get(ME) for _ in range(3)]
+        metrics = (await client.get("/metrics")).text
+
+    assert [r.status_code for r in responses] == [401] * 3
+    # Nothing was counted, so no RateLimit header pretends otherwise.
+    assert "ratelimit" not in responses[0].headers
+    assert 'rate_limit_decisions_total{outcome="degraded",route_class="api"} 3.0' in metrics
+    assert 'redis_errors_total{component="ratelimit"} 3.0' in metrics
+
+
+async def test_decisions_are_counted_by_route_class_and_outcome(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(make_settings(rate_limit="2/minute"), sessionmaker) as client:
+        await statuses(client, 3)
+        metrics = (await client.get("/metrics")).text
+
+    assert 'rate_limit_decisions_total{outcome="allowed",route_class="api"} 2.0' in metrics
+    assert 'rate_limit_decisions_total{outcome="limited",route_class="api"} 1.0' in metrics
+
+
+async def test_health_and_metrics_are_not_rate_limited(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(make_settings(rate_limit="1/minute"), sessionmaker) as client:
+        codes = [(await client.get(path)).status_code for path in ["/health/live"] * 3]
+
+    assert codes == [200] * 3
+
+
+# --- the client address ----------------------------------------------------------------
+
+
+def request_from(peer: str, *forwarded_for: str) -> Request:
+    headers = [(b"x-forwarded-for", value.encode()) for value in forwarded_for]
+    return Request({"type": "http", "client": (peer, 4321), "headers": headers})
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded_for", "expected"),
+    [
+        # No trusted proxy involved: the socket's peer, whatever the header says.
+        ("198.51.100.7", ["203.0.113.1"], "198.51.100.7"),
+        # The proxy appended the client; anything further left is the client's own claim.
+        ("10.0.0.2", ["1.2.3.4, 203.0.113.1"], "203.0.113.1"),
+        # Two proxies of ours in a row: skip both.
+        ("10.0.0.2", ["203.0.113.1, 10.0.0.3"], "203.0.113.1"),
+        # Several headers count as one list.
+        ("10.0.0.2", ["1.2.3.4", "203.0.113.1"], "203.0.113.1"),
+        # A trusted proxy that sent no header: the proxy is all we know.
+        ("10.0.0.2", [], "10.0.0.2"),
+        # Garbage in the header: stop at the last address a trusted proxy vouched for.
+        ("10.0.0.2", ["not-an-ip"], "10.0.0.2"),
+        ("10.0.0.2", ["2001:db8::1"], "2001:db8::1"),
+    ],
+)
+def test_client_address_trusts_forwarded_for_only_from_trusted_proxies(
+    peer: str, forwarded_for: list[str], expected: str
+) -> None:
+    proxies = make_settings(trusted_proxies="10.0.0.0/24").trusted_proxies
+
+    assert client_address(request_from(peer, *forwarded_for), proxies) == expected
