@@ -29,6 +29,8 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # Each project gets its own Redis database number so that no two share keys;
 # steps use their number, final/ the one after the last step.
 FINAL_REDIS_DB = 9
+RESILIENCE_REDIS_DB = 10
+BENCH_REDIS_DB = 12
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -77,6 +79,18 @@ def final(session: nox.Session) -> None:
 
 
 @nox.session
+def resilience(session: nox.Session) -> None:
+    """Break final/'s servers on purpose and check that it degrades as the contract says."""
+    session.install(*requirements(FINAL, "test"), "schemathesis>=4.30")
+    with services.provide(postgres=True, redis=True) as found:
+        env = {
+            "DATABASE_URL": found.database_url("workshop_resilience"),
+            "REDIS_URL": found.redis_url(RESILIENCE_REDIS_DB),
+        }
+        session.run("pytest", "resilience", *session.posargs, env=env)
+
+
+@nox.session
 def repo(session: nox.Session) -> None:
     """Check the repository as a whole: step layout, docs, noxfile, compose file."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
@@ -93,10 +107,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Type-check final/app, every step's app and the tooling with mypy --strict."""
+    """Type-check final/app, every step's app, the benchmark and the tooling with mypy --strict."""
     projects = [*STEPS, FINAL]
     deps = {spec for project in projects for spec in requirements(project, "test")}
-    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck"), *sorted(deps))
+    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck", "bench"), *sorted(deps))
     config = str(ROOT / "pyproject.toml")
     # Every project's package is called `app`, so each is checked from its own
     # directory: one mypy run over all of them would see duplicate modules.
@@ -104,7 +118,7 @@ def typecheck(session: nox.Session) -> None:
         session.chdir(project)
         session.run("mypy", "--config-file", config, "app", *session.posargs)
     session.chdir(ROOT)
-    session.run("mypy", "--config-file", config, "tools", "noxfile.py")
+    session.run("mypy", "--config-file", config, "tools", "bench", "noxfile.py")
 
 
 @nox.session
@@ -141,3 +155,17 @@ def serve(session: nox.Session) -> None:
             *session.posargs,
             env=env,
         )
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark final/ against bare FastAPI and one Redis GET (`-- --quick`, `-- --help`)."""
+    session.install(
+        *requirements(FINAL, "test"), *nox.project.dependency_groups(PYPROJECT, "bench")
+    )
+    with services.provide(postgres=True, redis=True) as found:
+        env = {
+            "DATABASE_URL": found.database_url("workshop_bench"),
+            "REDIS_URL": found.redis_url(BENCH_REDIS_DB),
+        }
+        session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs, env=env)

@@ -8,9 +8,9 @@ import sys
 import pytest
 from helpers import ROOT, STEPS
 
-NAMED = ["final", "repo", "lint", "typecheck", "docs", "serve"]
+NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "serve"]
 # What `nox` alone runs: the README's test command.
-DEFAULT = ["final", "repo", "lint", "typecheck", "docs"]
+DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""The resilience suite's harness: real processes, real faults, bounded traffic."""
