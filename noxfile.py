@@ -152,6 +152,8 @@ def serve(session: nox.Session) -> None:
             "127.0.0.1",
             "--port",
             "8000",
+            # The app logs one JSON line per request itself (route, status, request id).
+            "--no-access-log",
             *session.posargs,
             env=env,
         )

@@ -193,17 +193,19 @@ def _redact(url: str | None) -> str | None:
 
 
 def _exit_cleanly_on_termination(stack: contextlib.ExitStack) -> None:
-    """Turn SIGTERM and SIGHUP into SystemExit while servers run, so `finally` stops them."""
+    """Treat SIGTERM and SIGHUP like Ctrl-C while servers run, so `finally` stops them."""
     # Ctrl-C already raises KeyboardInterrupt; a CI time-out or a closed
     # terminal sends these instead, and their default action skips `finally`.
+    # KeyboardInterrupt rather than SystemExit: nox answers it by stopping the
+    # command it is running (uvicorn, pytest) before the servers go.
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is signal.SIG_DFL:
-            previous = signal.signal(signum, _raise_system_exit)
+            previous = signal.signal(signum, _interrupt)
             stack.callback(signal.signal, signum, previous)
 
 
-def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
-    """Exit with the shell's code for death by this signal."""
-    raise SystemExit(128 + signum)
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    """Raise KeyboardInterrupt, as Ctrl-C would."""
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
