@@ -20,6 +20,12 @@ logger = logging.getLogger("app.cache")
 # write they handle can leave the new version's entry stale for one TTL.
 CACHE_VERSION = 1
 
+
+def user_key(user_id: str, version: int = CACHE_VERSION) -> str:
+    """The Redis key of a user's cached JSON (the token fast path reads it directly)."""
+    return f"v{version}:user:{user_id}"
+
+
 # Loads the public user's JSON from PostgreSQL; None when there is no such user
 # (not cached: a miss costs one query, and no tombstones pile up).
 Loader = Callable[[], Awaitable[bytes | None]]
@@ -126,7 +132,7 @@ class UserCache:
         self._redis = redis
         self._ttl = ttl_seconds
         self._jitter = jitter
-        self._prefix = f"v{version}:user:"
+        self._version = version
         # A lock holder that died frees the key after this long.
         self._lock_ttl_ms = round(lock_ttl_seconds * 1000)
         # How long another replica's load is awaited before loading ourselves.
@@ -144,7 +150,11 @@ class UserCache:
 
     def key(self, user_id: str) -> str:
         """The Redis key of a user's cached JSON (the fast path reads it directly)."""
-        return self._prefix + user_id
+        return user_key(user_id, self._version)
+
+    def count_hit(self) -> None:
+        """Count a hit that the token fast path read from key() in its own script."""
+        self._stats.hit()
 
     def ttl_milliseconds(self) -> int:
         """A fresh TTL: the configured one plus or minus the jitter."""

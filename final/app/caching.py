@@ -23,9 +23,17 @@ def public_user_json(user: UserRecord) -> bytes:
 
 # --8<-- [start:read]
 async def read_user_json(
-    request: Request, session: AsyncSession, user_id: uuid.UUID
+    request: Request,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    prefetched: bytes | None = None,
 ) -> bytes | None:
-    """The public user's JSON from the cache, or from PostgreSQL once per key on a miss."""
+    """The public user's JSON from the cache, or from PostgreSQL once per key on a miss.
+
+    `prefetched` is the cached JSON the token fast path already read from this
+    user's key: a hit that costs no second look-up.
+    """
 
     async def load() -> bytes | None:
         user = await UserRepository(session).get(user_id)
@@ -34,6 +42,9 @@ async def read_user_json(
     cache = cast(UserCache | None, request.state.user_cache)
     if cache is None:  # CACHE_ENABLED=false
         return await load()
+    if prefetched is not None:
+        cache.count_hit()
+        return prefetched
     return await cache.get_or_load(str(user_id), load)
 
 

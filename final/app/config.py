@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     cache_enabled: bool = True
     # Also the longest a cached user can stay stale if an invalidation fails.
     cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    # How long a session checked in PostgreSQL is trusted from Redis alone (the
+    # token fast path). Longer saves queries (one per session per TTL); shorter
+    # bounds how long a revocation whose marker could not be deleted (Redis
+    # unreachable from the revoking replica) is ignored by the other replicas.
+    session_marker_ttl_seconds: int = Field(default=30, ge=1, le=3600)
     # Addresses or networks (10.0.0.0/8) of the reverse proxies in front of the
     # service. Only when the connection comes from one of these is the client
     # address read from X-Forwarded-For: anyone else could forge it.

@@ -1,14 +1,24 @@
 """Request dependencies, as Annotated aliases the routes declare."""
 
+import math
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, cast
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordBearer
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import fastpath
+from app.cache import UserCache, user_key
 from app.config import Settings
-from app.repository import AuthenticatedUser, SessionRepository, UserRecord
+from app.limits import api_limit_key, apply_api_decision, enforce_api_limit
+from app.metrics import Metrics
+from app.ratelimit import fail_open_decision
+from app.repository import LiveSession, SessionRepository, UserRecord
 from app.security import PasswordHasher, decode_access_token
 
 # tokenUrl makes Swagger UI's Authorize button log in through POST /auth/token.
@@ -57,51 +67,108 @@ def invalid_token() -> HTTPException:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    """Who is calling, with all that authorisation needs; no query when Redis vouched for them.
+
+    Only live sessions of active users get this far, so "is active" is implied.
+    """
+
+    session_id: uuid.UUID
+    user_id: uuid.UUID
+    is_admin: bool
+    # The public user's JSON the fast path read from the cache (None: not cached).
+    cached_json: bytes | None = None
+    # The full row when the session was checked in PostgreSQL (None: a live marker answered).
+    record: UserRecord | None = None
+
+
 # --8<-- [start:authenticate]
 async def get_authenticated(
+    request: Request,
+    response: Response,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     settings: SettingsDep,
     session: SessionDep,
 ) -> AuthenticatedUser:
-    """Authenticate the bearer token: the one place auth is decided.
+    """Authenticate the bearer token and count the request: the one place auth is decided.
 
-    The signature and claims are checked first (no I/O); then one query checks
-    that the token's session is live and its user active, so logout, password
-    changes, deactivation and deletion take effect on the very next request.
+    The signature and claims are checked first (no I/O). Then ONE Redis call
+    counts the request against the general limit and reads the session's marker
+    and the cached user. A live marker settles it; otherwise (no marker, or no
+    Redis) one PostgreSQL query checks that the session is live and its user
+    active, and writes the marker. Revocations overwrite markers right after
+    their commit, so they take effect on the very next request.
     """
-    if not token:
-        raise HTTPException(401, "Authentication is required: send a bearer token.")
-    claims = decode_access_token(settings, token)
+    claims = decode_access_token(settings, token) if token else None
     if claims is None:
+        # A refused token counts against the general limit too: guessing is not free.
+        await enforce_api_limit(request, response)
+        if not token:
+            raise HTTPException(401, "Authentication is required: send a bearer token.")
         raise invalid_token()
-    caller = await SessionRepository(session).load_authenticated(claims.session_id, claims.user_id)
-    if caller is None:
+    redis = cast(Redis, request.state.redis)
+    cache = cast(UserCache | None, request.state.user_cache)
+    user_id, limit = str(claims.user_id), settings.rate_limit
+    marker_key = fastpath.session_key(claims.session_id)
+    checked = await fastpath.check_request(
+        redis,
+        limit_key=api_limit_key(request, settings),
+        limit=limit.count,
+        period_seconds=limit.period_seconds,
+        session_key=marker_key,
+        user_id=claims.user_id,
+        # With the cache disabled nothing writes this key, and the answer is ignored.
+        user_key=cache.key(user_id) if cache else user_key(user_id),
+    )
+    metrics = cast(Metrics, request.app.state.metrics)
+    if checked.rate_limit is None:
+        # Redis unavailable: the general limit fails open, as enforce_api_limit's does.
+        metrics.redis_errors.labels("fastpath").inc()
+    decision = checked.rate_limit or fail_open_decision(limit.count, limit.period_seconds)
+    apply_api_decision(request, response, decision)  # raises the 429
+    cached_json = checked.cached_user if cache else None
+    if checked.session_live:
+        metrics.auth_checks.labels("redis").inc()
+        return AuthenticatedUser(claims.session_id, claims.user_id, checked.is_admin, cached_json)
+    metrics.auth_checks.labels("database").inc()
+    live = await SessionRepository(session).load_authenticated(claims.session_id, claims.user_id)
+    if live is None:
         raise invalid_token()
-    return caller
+    ttl = _marker_ttl(settings, live)
+    # Redis just failed: do not spend a second timeout on writing the marker.
+    if checked.redis_available and ttl >= 1:
+        await fastpath.mark_session_live(
+            redis, marker_key, user_id=claims.user_id, is_admin=live.user.is_admin, ttl_seconds=ttl
+        )
+    return AuthenticatedUser(
+        claims.session_id, claims.user_id, live.user.is_admin, cached_json, live.user
+    )
+
+
+def _marker_ttl(settings: Settings, live: LiveSession) -> int:
+    # Trade-off: each session costs one query per TTL instead of one per request,
+    # and a revocation whose marker could not be overwritten (Redis unreachable
+    # from the revoking replica) is ignored by the other replicas for up to the
+    # TTL. Never past the session's own expiry, which only PostgreSQL checks.
+    until_expiry = (live.expires_at - datetime.now(UTC)).total_seconds()
+    return min(settings.session_marker_ttl_seconds, math.floor(until_expiry))
 
 
 # --8<-- [end:authenticate]
-Authenticated = Annotated[AuthenticatedUser, Depends(get_authenticated)]
+CurrentUser = Annotated[AuthenticatedUser, Depends(get_authenticated)]
 
 
-async def get_current_user(caller: Authenticated) -> UserRecord:
-    """The authenticated user (routes that need the session too declare Authenticated)."""
-    return caller.user
-
-
-CurrentUser = Annotated[UserRecord, Depends(get_current_user)]
-
-
-async def get_admin_user(user: CurrentUser) -> UserRecord:
+async def get_admin_user(caller: CurrentUser) -> AuthenticatedUser:
     """The authenticated user, who must be an admin.
 
     A role check on a whole route answers 403: that the route exists is no
     secret. Checks on one object (someone else's user id) answer 404 instead,
     so they do not confirm that the object exists.
     """
-    if not user.is_admin:
+    if not caller.is_admin:
         raise HTTPException(403, "Only administrators may do this.")
-    return user
+    return caller
 
 
-AdminUser = Annotated[UserRecord, Depends(get_admin_user)]
+AdminUser = Annotated[AuthenticatedUser, Depends(get_admin_user)]

@@ -84,15 +84,34 @@ async def _hit(
 
 
 # --8<-- [start:api_limit]
-async def enforce_api_limit(request: Request, response: Response) -> None:
-    """Count the request against its client's general limit (RATE_LIMIT); 429 past it."""
-    settings = cast(Settings, request.state.settings)
-    limiter = cast(RedisRateLimiter, request.state.api_limiter)
-    key = f"rl:api:{client_address(request, settings.trusted_proxies)}"
-    decision = await _hit(request, limiter, "api", key, settings.rate_limit)
+def api_limit_key(request: Request, settings: Settings) -> str:
+    """The general limit's Redis key: one count per client address."""
+    return f"rl:api:{client_address(request, settings.trusted_proxies)}"
+
+
+def apply_api_decision(request: Request, response: Response, decision: RateLimitDecision) -> None:
+    """Count a general-limit decision; 429 if it refused, RateLimit headers if it counted."""
+    _count(request, "api", decision)
+    if not decision.allowed:
+        raise _too_many_requests(decision, "api")
     # Failed open (Redis unavailable): nothing was counted, so there is nothing to report.
     if not decision.degraded:
         response.headers.update(rate_limit_headers(decision, "api"))
+
+
+async def enforce_api_limit(request: Request, response: Response) -> None:
+    """Count the request against its client's general limit (RATE_LIMIT); 429 past it.
+
+    Authenticated routes do not depend on this: their token check counts the
+    request in the same Redis call that checks the session (app/deps.py).
+    """
+    settings = cast(Settings, request.state.settings)
+    limiter = cast(RedisRateLimiter, request.state.api_limiter)
+    limit = settings.rate_limit
+    decision = await limiter.hit(
+        api_limit_key(request, settings), limit.count, limit.period_seconds
+    )
+    apply_api_decision(request, response, decision)
 
 
 # --8<-- [end:api_limit]

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypedDict
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -12,7 +12,6 @@ from app.cache import UserCache
 from app.config import Settings, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import install_error_handlers
-from app.limits import enforce_api_limit
 from app.logging import configure_logging
 from app.metrics import CacheMetrics, Metrics, RateLimitMetrics
 from app.middleware import install_middleware
@@ -100,10 +99,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_middleware(app, settings, instruments)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    # Every /api/v1 route counts against the general per-client limit.
-    api_limit = [Depends(enforce_api_limit)]
-    app.include_router(users.router, dependencies=api_limit)
-    app.include_router(auth.router, dependencies=api_limit)
+    # Every /api/v1 request counts once against the general per-client limit:
+    # authenticated routes in their token check (one Redis call with the session
+    # check, app/deps.py), the anonymous ones (sign-up, login, refresh) through
+    # enforce_api_limit on the route itself. Never both: that would count twice.
+    app.include_router(users.router)
+    app.include_router(auth.router)
     return app
 
 

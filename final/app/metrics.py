@@ -46,6 +46,23 @@ class Metrics:
             ["route_class", "outcome"],
             registry=self.registry,
         )
+        # The token fast path: which path served each session check, and the
+        # revocations whose marker may outlive them (see app/revocation.py).
+        self.auth_checks = Counter(
+            "auth_checks",
+            "Bearer-token session checks by what answered them: redis (a live session "
+            "marker) or database (PostgreSQL).",
+            ["source"],
+            registry=self.registry,
+        )
+        for source in ("redis", "database"):
+            self.auth_checks.labels(source)
+        self.session_marker_forget_failures = Counter(
+            "session_marker_forget_failures",
+            "Revoked sessions whose fast-path marker Redis did not delete: each may still "
+            "be admitted until the marker's TTL (SESSION_MARKER_TTL_SECONDS).",
+            registry=self.registry,
+        )
         self.redis_errors = Counter(
             "redis_errors",
             "Redis calls that failed or timed out, by what made them.",

@@ -177,11 +177,11 @@ class UserRepository:
 
 
 @dataclass(frozen=True, slots=True)
-class AuthenticatedUser:
-    """Who is calling: the user, and the session their access token belongs to."""
+class LiveSession:
+    """A live session's user (an active one) and when the session expires."""
 
     user: UserRecord
-    session_id: uuid.UUID
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,20 +208,20 @@ class SessionRepository:
     # --8<-- [start:load_authenticated]
     async def load_authenticated(
         self, session_id: uuid.UUID, user_id: uuid.UUID
-    ) -> AuthenticatedUser | None:
-        """Return the caller if their session is live and their account active, else None.
+    ) -> LiveSession | None:
+        """Return the caller's user if their session is live and their account active, else None.
 
-        Every authenticated request runs this, so it is one statement on two
-        primary keys, reading plain columns (no ORM objects).
+        Every authenticated request whose session marker is not in Redis runs
+        this, so it is one statement on two primary keys, reading plain columns.
         """
         statement = (
-            select(*_COLUMNS)
+            select(*_COLUMNS, AuthSession.expires_at)
             .join_from(AuthSession, User, AuthSession.user_id == User.id)
             .where(AuthSession.id == session_id, AuthSession.user_id == user_id, *_LIVE)
             .where(User.is_active)
         )
         row = (await self.session.execute(statement)).first()
-        return None if row is None else AuthenticatedUser(_record(row), session_id)
+        return None if row is None else LiveSession(_record(row[:-1]), row[-1])
 
     # --8<-- [end:load_authenticated]
 
@@ -274,13 +274,20 @@ class SessionRepository:
         statement = statement.values(revoked_at=func.now()).returning(AuthSession.id)
         return (await self.session.execute(statement)).first() is not None
 
-    async def revoke_all(self, user_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:
-        """Revoke every live session of a user except `keep`; return how many."""
+    async def revoke_all(
+        self, user_id: uuid.UUID, *, keep: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
+        """Revoke every live session of a user except `keep`; return their ids."""
         statement = update(AuthSession).where(AuthSession.user_id == user_id, *_LIVE)
         if keep is not None:
             statement = statement.where(AuthSession.id != keep)
         statement = statement.values(revoked_at=func.now()).returning(AuthSession.id)
-        return len((await self.session.execute(statement)).all())
+        return list((await self.session.scalars(statement)).all())
+
+    async def live_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """The ids of a user's live sessions."""
+        statement = select(AuthSession.id).where(AuthSession.user_id == user_id, *_LIVE)
+        return list((await self.session.scalars(statement)).all())
 
     async def list_live(self, user_id: uuid.UUID) -> list[SessionRecord]:
         """A user's live sessions, newest first."""

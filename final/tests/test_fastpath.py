@@ -1,5 +1,7 @@
 """The one-round-trip fast path: rate limit, session marker and cached user in one script."""
 
+import uuid
+
 import pytest
 from redis.asyncio import Redis
 from tests.redis_fixtures import redis_paused
@@ -8,36 +10,57 @@ from app.fastpath import (
     REDIS_UNAVAILABLE,
     FastPathResult,
     check_request,
-    forget_session,
+    forget_sessions,
     mark_session_live,
+    session_key,
 )
 from app.ratelimit import RedisRateLimiter
 
 USER_JSON = b'{"id": "u1", "email": "ada@example.com"}'
-LIMIT_KEY = "rl:user:u1:api"
-SESSION_KEY = "v1:session:s1"
-USER_KEY = "v1:user:u1"
+LIMIT_KEY = "rl:api:127.0.0.1"
+SESSION_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+SESSION_KEY = session_key(SESSION_ID)
+USER_ID = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
+USER_KEY = f"v1:user:{USER_ID}"
 
 
-async def check(redis: Redis, *, limit: int = 100, period: float = 60) -> FastPathResult:
+async def check(
+    redis: Redis, *, limit: int = 100, period: float = 60, user_id: uuid.UUID = USER_ID
+) -> FastPathResult:
     return await check_request(
         redis,
         limit_key=LIMIT_KEY,
         limit=limit,
         period_seconds=period,
         session_key=SESSION_KEY,
+        user_id=user_id,
         user_key=USER_KEY,
     )
 
 
+async def mark(redis: Redis, *, is_admin: bool = False, ttl: int = 60) -> bool:
+    return await mark_session_live(
+        redis, SESSION_KEY, user_id=USER_ID, is_admin=is_admin, ttl_seconds=ttl
+    )
+
+
+async def forget(redis: Redis) -> bool:
+    return await forget_sessions(redis, [SESSION_ID], ttl_seconds=60)
+
+
+def test_the_session_key_is_versioned_and_names_the_session() -> None:
+    assert SESSION_KEY == "v1:session:00000000-0000-4000-8000-000000000001"
+
+
 async def test_a_live_session_with_a_cached_user_is_answered_in_one_call(redis: Redis) -> None:
-    assert await mark_session_live(redis, SESSION_KEY, ttl_seconds=60)
+    assert await mark(redis)
     await redis.set(USER_KEY, USER_JSON)
 
     result = await check(redis)
 
     assert result.redis_available
     assert result.session_live
+    assert not result.is_admin
     assert result.cached_user == USER_JSON
     assert result.rate_limit is not None
     assert result.rate_limit.allowed
@@ -54,16 +77,60 @@ async def test_an_unknown_session_and_an_uncached_user_are_reported_as_such(
     assert result.cached_user is None
 
 
-async def test_a_forgotten_session_is_no_longer_live(redis: Redis) -> None:
-    await mark_session_live(redis, SESSION_KEY, ttl_seconds=60)
+async def test_the_marker_records_an_admins_role(redis: Redis) -> None:
+    assert await mark(redis, is_admin=True)
 
-    assert await forget_session(redis, SESSION_KEY)
+    result = await check(redis)
+
+    assert result.session_live
+    assert result.is_admin
+
+
+async def test_a_forgotten_session_is_no_longer_live(redis: Redis) -> None:
+    await mark(redis, is_admin=True)
+
+    assert await forget(redis)
+
+    result = await check(redis)
+    assert not result.session_live
+    assert not result.is_admin
+
+
+async def test_a_marker_written_after_the_forget_does_not_revive_the_session(
+    redis: Redis,
+) -> None:
+    # A check that read the session from PostgreSQL just before the revocation
+    # committed, and writes its marker just after the revocation's forget.
+    await forget(redis)
+
+    assert not await mark(redis)
+
+    assert not (await check(redis)).session_live
+    assert 0 < await redis.ttl(SESSION_KEY) <= 60
+
+
+async def test_forgetting_no_sessions_needs_no_redis(unreachable_redis: Redis) -> None:
+    assert await forget_sessions(unreachable_redis, [], ttl_seconds=60)
+
+
+async def test_a_marker_of_an_unknown_format_means_ask_postgresql(redis: Redis) -> None:
+    await redis.set(SESSION_KEY, b"1")
 
     assert not (await check(redis)).session_live
 
 
+async def test_a_marker_vouches_only_for_the_user_it_names(redis: Redis) -> None:
+    # PostgreSQL checks that the session is the token subject's: so does the marker.
+    await mark(redis, is_admin=True)
+
+    result = await check(redis, user_id=uuid.uuid4())
+
+    assert not result.session_live
+    assert not result.is_admin
+
+
 async def test_the_session_marker_expires(redis: Redis) -> None:
-    await mark_session_live(redis, SESSION_KEY, ttl_seconds=30)
+    await mark(redis, ttl=30)
 
     assert 0 < await redis.ttl(SESSION_KEY) <= 30
 
@@ -107,14 +174,14 @@ async def test_the_script_is_reloaded_after_the_server_forgets_it(redis: Redis) 
 
 async def test_an_unreachable_redis_is_reported_not_raised(unreachable_redis: Redis) -> None:
     assert await check(unreachable_redis) == REDIS_UNAVAILABLE
-    assert await mark_session_live(unreachable_redis, SESSION_KEY, ttl_seconds=60) is False
-    assert await forget_session(unreachable_redis, SESSION_KEY) is False
+    assert await mark(unreachable_redis) is False
+    assert await forget(unreachable_redis) is False
 
 
 async def test_a_paused_redis_is_reported_unavailable_then_used_again(
     fault_redis: Redis,
 ) -> None:
-    await mark_session_live(fault_redis, SESSION_KEY, ttl_seconds=60)
+    await mark(fault_redis)
 
     async with redis_paused():
         during = await check(fault_redis)

@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -11,13 +11,12 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
-from tests.conftest import assert_problem, make_settings, open_client
+from tests.conftest import TokenFactory, assert_problem, bearer, make_settings, open_client
 
 from app.config import Settings
-from app.deps import get_authenticated
 from app.limits import client_address
 from app.main import create_app
-from app.repository import AuthenticatedUser, UserRecord
+from app.repository import UserRecord
 
 # Every test starts from a flushed Redis: no count leaks in from another test.
 pytestmark = pytest.mark.usefixtures("redis")
@@ -53,7 +52,7 @@ async def test_the_request_after_the_limit_gets_429_with_retry_after_and_ratelim
 
 
 async def test_an_allowed_response_carries_the_ratelimit_headers(
-    sessionmaker: async_sessionmaker[AsyncSession], session: AsyncSession
+    sessionmaker: async_sessionmaker[AsyncSession], token_pair: TokenFactory
 ) -> None:
     app = create_app(make_settings(rate_limit="10/minute"))
     async for client in open_client(app, {"sessionmaker": sessionmaker}):
@@ -62,21 +61,15 @@ async def test_an_allowed_response_carries_the_ratelimit_headers(
         )
         assert created.status_code == 201, created.text
         assert created.headers["ratelimit"] == '"api";r=9;t=6'
-        user = _record(created.json())
-        app.dependency_overrides[get_authenticated] = authenticated_as(user)
+        headers = bearer((await token_pair(_record(created.json()))).access_token)
 
-        # The cached read returns its bytes as a Response: the headers must survive that too.
-        for remaining in (8, 7):
-            r = await client.get(f"/api/v1/users/{user.id}")
+        # Cached reads return their bytes as a Response (GET /users/me the bytes
+        # the token check read): the headers must survive that too.
+        for remaining, path in ((8, created.json()["id"]), (7, "me"), (6, "me")):
+            r = await client.get(f"/api/v1/users/{path}", headers=headers)
             assert r.status_code == 200, r.text
             assert r.headers["ratelimit"] == f'"api";r={remaining};t={6 * (10 - remaining)}'
             assert r.headers["ratelimit-policy"] == '"api";q=10;w=60'
-
-
-def authenticated_as(user: UserRecord) -> Callable[[], AuthenticatedUser]:
-    """A stand-in for the bearer-token check, for FastAPI's dependency overrides."""
-    caller = AuthenticatedUser(user=user, session_id=uuid.uuid4())
-    return lambda: caller
 
 
 def _record(body: dict[str, Any]) -> UserRecord:

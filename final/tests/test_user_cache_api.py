@@ -17,9 +17,9 @@ from tests.redis_fixtures import redis_paused
 
 from app.cache import UserCache
 from app.caching import public_user_json
-from app.deps import get_authenticated
+from app.deps import AuthenticatedUser, get_authenticated
 from app.main import create_app
-from app.repository import AuthenticatedUser, UserRecord, UserRepository
+from app.repository import UserRecord, UserRepository
 
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
@@ -27,7 +27,9 @@ PASSWORD = "correct horse battery"
 
 def act_as(app: FastAPI, user: UserRecord) -> None:
     """Stand in for the bearer-token check with this user, through FastAPI's override seam."""
-    caller = AuthenticatedUser(user=user, session_id=uuid.uuid4())
+    caller = AuthenticatedUser(
+        session_id=uuid.uuid4(), user_id=user.id, is_admin=user.is_admin, record=user
+    )
     app.dependency_overrides[get_authenticated] = lambda: caller
 
 

@@ -1,7 +1,6 @@
 """The users API: sign-up, validation, pagination; tests/test_auth_*.py cover who may call what."""
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -9,8 +8,7 @@ import pytest
 from fastapi import FastAPI
 from tests.conftest import assert_problem
 
-from app.deps import get_current_user
-from app.repository import UserRecord
+from app.deps import AuthenticatedUser, get_authenticated
 
 USERS = "/api/v1/users"
 
@@ -158,9 +156,8 @@ async def test_protected_route_with_invalid_token_returns_401_with_invalid_token
 @pytest.fixture
 def as_admin(app: FastAPI) -> None:
     """Stand in for the auth layer with an admin, through FastAPI's override seam."""
-    now = datetime.now(UTC)
-    admin = UserRecord(uuid.uuid4(), "root@example.com", None, "x", True, True, now, now)
-    app.dependency_overrides[get_current_user] = lambda: admin
+    admin = AuthenticatedUser(session_id=uuid.uuid4(), user_id=uuid.uuid4(), is_admin=True)
+    app.dependency_overrides[get_authenticated] = lambda: admin
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,10 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.caching import invalidate_user
 from app.config import Settings
-from app.deps import Authenticated, PasswordHasherDep, SessionDep, SettingsDep, invalid_token
-from app.limits import enforce_login_limit
+from app.deps import CurrentUser, PasswordHasherDep, SessionDep, SettingsDep, invalid_token
+from app.limits import enforce_api_limit, enforce_login_limit
 from app.repository import SessionRepository, UserRepository
+from app.revocation import forget_session_markers
 from app.schemas import LogoutRequest, RefreshRequest, SessionPublic, Token
 from app.security import (
     RefreshToken,
@@ -26,6 +27,8 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 _USER_AGENT_MAX = 200
 _IP_MAX = 64
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"description": "Bad credentials or token."}}
+# Anonymous routes: no token check counts the request, so the general limit does.
+_API_LIMIT = [Depends(enforce_api_limit)]
 
 
 def _bad_credentials() -> HTTPException:
@@ -50,6 +53,7 @@ def _token_pair(settings: Settings, user_id: uuid.UUID, refresh_token: RefreshTo
         429: {"description": "Too many attempts for this account or client."},
         503: {"description": "Too many logins."},
     },
+    dependencies=_API_LIMIT,
 )
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -92,8 +96,10 @@ async def login(
 
 
 # --8<-- [start:refresh]
-@router.post("/refresh", responses=_UNAUTHORIZED)
-async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> Token:
+@router.post("/refresh", responses=_UNAUTHORIZED, dependencies=_API_LIMIT)
+async def refresh(
+    body: RefreshRequest, session: SessionDep, settings: SettingsDep, request: Request
+) -> Token:
     """Trade a refresh token for a new pair; the one presented is spent."""
     presented = parse_refresh_token(body.refresh_token)
     if presented is None:
@@ -108,8 +114,10 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
         # token came back. Either its thief or its owner is replaying it, and
         # we cannot tell which, so the whole family dies, newer tokens included.
         # (A revoked, expired or unknown session matches nothing here.)
-        await sessions.revoke(presented.session_id)
+        revoked = await sessions.revoke(presented.session_id)
         await session.commit()
+        if revoked:
+            await forget_session_markers(request, [presented.session_id])
         raise invalid_token()
     await session.commit()
     return _token_pair(settings, user_id, RefreshToken(presented.session_id, secret))
@@ -120,23 +128,29 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_UNAUTHORIZED)
 async def logout(
-    caller: Authenticated, session: SessionDep, body: LogoutRequest | None = None
+    caller: CurrentUser, session: SessionDep, request: Request, body: LogoutRequest | None = None
 ) -> Response:
     """End the access token's session (and the refresh token's, if it names another of yours)."""
     sessions = SessionRepository(session)
+    ended_sessions = [caller.session_id]
     await sessions.revoke(caller.session_id)
     if body is not None and body.refresh_token is not None:
         presented = parse_refresh_token(body.refresh_token)
-        if presented is not None and presented.session_id != caller.session_id:
-            await sessions.revoke(presented.session_id, user_id=caller.user.id)
+        if (
+            presented is not None
+            and presented.session_id != caller.session_id
+            and await sessions.revoke(presented.session_id, user_id=caller.user_id)
+        ):
+            ended_sessions.append(presented.session_id)
     await session.commit()
+    await forget_session_markers(request, ended_sessions)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/sessions", responses=_UNAUTHORIZED)
-async def list_sessions(caller: Authenticated, session: SessionDep) -> list[SessionPublic]:
+async def list_sessions(caller: CurrentUser, session: SessionDep) -> list[SessionPublic]:
     """List the caller's live sessions, newest first."""
-    live = await SessionRepository(session).list_live(caller.user.id)
+    live = await SessionRepository(session).list_live(caller.user_id)
     return [
         SessionPublic(
             id=item.id,
@@ -157,11 +171,12 @@ async def list_sessions(caller: Authenticated, session: SessionDep) -> list[Sess
     responses={**_UNAUTHORIZED, 404: {"description": "No such live session of yours."}},
 )
 async def revoke_session(
-    session_id: uuid.UUID, caller: Authenticated, session: SessionDep
+    session_id: uuid.UUID, caller: CurrentUser, session: SessionDep, request: Request
 ) -> Response:
     """End one of the caller's sessions (for example a lost phone's)."""
     # Someone else's session id gets the same 404 as an unknown one.
-    if not await SessionRepository(session).revoke(session_id, user_id=caller.user.id):
+    if not await SessionRepository(session).revoke(session_id, user_id=caller.user_id):
         raise HTTPException(404, "No live session of yours has this id.")
     await session.commit()
+    await forget_session_markers(request, [session_id])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

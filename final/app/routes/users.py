@@ -6,15 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from app.caching import invalidate_user, json_response, read_user_json
-from app.deps import (
-    AdminUser,
-    Authenticated,
-    CurrentUser,
-    PasswordHasherDep,
-    SessionDep,
-    get_admin_user,
-)
-from app.repository import SessionRepository, UserRecord, UserRepository
+from app.deps import AdminUser, CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
+from app.limits import enforce_api_limit
+from app.repository import SessionRepository, UserRepository
+from app.revocation import forget_session_markers
 from app.schemas import UserAdminUpdate, UserCreate, UserPage, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
@@ -23,11 +18,9 @@ _NOT_FOUND = "No user with this id exists."
 
 
 # --8<-- [start:last_admin]
-async def _refuse_removing_last_admin(users: UserRepository, target: UserRecord) -> None:
-    """Raise 409 if target is the only active admin: nobody could administer the service after."""
-    if not (target.is_admin and target.is_active):
-        return
-    if await users.lock_active_admin_ids() == [target.id]:
+async def _refuse_removing_last_admin(users: UserRepository, admin_id: uuid.UUID) -> None:
+    """Raise 409 if this admin is the only active one: nobody could administer the service after."""
+    if await users.lock_active_admin_ids() == [admin_id]:
         raise HTTPException(409, "This is the last active administrator; make another one first.")
 
 
@@ -36,7 +29,11 @@ async def _refuse_removing_last_admin(users: UserRepository, target: UserRecord)
 
 # --8<-- [start:create]
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Email taken."}}
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "Email taken."}},
+    # Anonymous: no token check counts the request, so the general limit does.
+    dependencies=[Depends(enforce_api_limit)],
 )
 async def create_user(
     body: UserCreate, session: SessionDep, hasher: PasswordHasherDep
@@ -52,22 +49,40 @@ async def create_user(
 
 
 # --8<-- [end:create]
-@router.get("/me")
-async def read_me(user: CurrentUser) -> UserPublic:
+
+
+# --8<-- [start:read_me]
+@router.get("/me", response_model=UserPublic)
+async def read_me(
+    caller: CurrentUser, session: SessionDep, request: Request, response: Response
+) -> Response:
     """Read the authenticated user."""
-    return UserPublic.model_validate(user)
+    # Usually the token check's one Redis call already read the cached JSON:
+    # then this answer costs no I/O at all.
+    body = await read_user_json(request, session, caller.user_id, prefetched=caller.cached_json)
+    if body is None:  # deleted since the token check
+        raise HTTPException(404, _NOT_FOUND)
+    return json_response(body, response)
+
+
+# --8<-- [end:read_me]
 
 
 @router.patch("/me")
 async def update_me(
     body: UserUpdate,
-    caller: Authenticated,
+    caller: CurrentUser,
     session: SessionDep,
     hasher: PasswordHasherDep,
     request: Request,
 ) -> UserPublic:
     """Change the authenticated user's name or password (which ends their other sessions)."""
-    user = caller.user
+    # The password hash is not in what the token check returns when Redis vouched
+    # for the session: a write may cost this one more query, a read never does.
+    user = caller.record or await UserRepository(session).get(caller.user_id)
+    if user is None:
+        raise HTTPException(404, _NOT_FOUND)
+    ended_sessions: list[uuid.UUID] = []
     changes: dict[str, object] = {}
     if "full_name" in body.model_fields_set:
         changes["full_name"] = body.full_name
@@ -80,12 +95,15 @@ async def update_me(
         changes["password_hash"] = await hasher.hash(body.password)
         # Whoever else holds a session (perhaps the reason for the change) is
         # logged out; the device making the change stays logged in.
-        await SessionRepository(session).revoke_all(user.id, keep=caller.session_id)
+        ended_sessions = await SessionRepository(session).revoke_all(
+            user.id, keep=caller.session_id
+        )
     updated = await UserRepository(session).update(user.id, changes)
     if updated is None:
         raise HTTPException(404, _NOT_FOUND)
     await session.commit()
     await invalidate_user(request, user.id)
+    await forget_session_markers(request, ended_sessions)
     return UserPublic.model_validate(updated)
 
 
@@ -93,14 +111,14 @@ async def update_me(
 @router.get("/{user_id}", response_model=UserPublic)
 async def read_user(
     user_id: uuid.UUID,
-    user: CurrentUser,
+    caller: CurrentUser,
     session: SessionDep,
     request: Request,
     response: Response,
 ) -> Response:
     """Read one user: yourself, or anyone if you are an admin."""
     # 404 rather than 403 for someone else's id: do not confirm that it exists.
-    if user_id != user.id and not user.is_admin:
+    if user_id != caller.user_id and not caller.is_admin:
         raise HTTPException(404, _NOT_FOUND)
     body = await read_user_json(request, session, user_id)
     if body is None:
@@ -132,33 +150,42 @@ async def update_user(
     request: Request,
 ) -> UserPublic:
     """Change a user's name, active flag or admin flag (admins only)."""
-    users = UserRepository(session)
-    if user_id == admin.id and (body.is_admin is False or body.is_active is False):
-        await _refuse_removing_last_admin(users, admin)
+    users, sessions = UserRepository(session), SessionRepository(session)
+    if user_id == admin.user_id and (body.is_admin is False or body.is_active is False):
+        await _refuse_removing_last_admin(users, admin.user_id)
     updated = await users.update(user_id, body.model_dump(exclude_unset=True))
     if updated is None:
         raise HTTPException(404, _NOT_FOUND)
+    stale_markers: list[uuid.UUID] = []
     if body.is_active is False:
         # Deactivation also ends every session: no token of theirs works after the commit.
-        await SessionRepository(session).revoke_all(user_id)
+        stale_markers = await sessions.revoke_all(user_id)
+    elif body.is_admin is not None:
+        # The sessions stay, but their markers record the old role: forget them,
+        # so the next request reads the new one from PostgreSQL.
+        stale_markers = await sessions.live_ids(user_id)
     await session.commit()
     await invalidate_user(request, user_id)
+    await forget_session_markers(request, stale_markers)
     return UserPublic.model_validate(updated)
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_user(
-    user_id: uuid.UUID, user: CurrentUser, session: SessionDep, request: Request
+    user_id: uuid.UUID, caller: CurrentUser, session: SessionDep, request: Request
 ) -> Response:
     """Delete a user: yourself, or anyone if you are an admin."""
-    if user_id != user.id and not user.is_admin:
+    if user_id != caller.user_id and not caller.is_admin:
         raise HTTPException(404, _NOT_FOUND)
     users = UserRepository(session)
-    if user_id == user.id:
-        await _refuse_removing_last_admin(users, user)
-    # ON DELETE CASCADE removes the user's sessions, so their tokens die with them.
+    if user_id == caller.user_id and caller.is_admin:
+        await _refuse_removing_last_admin(users, caller.user_id)
+    # ON DELETE CASCADE removes the user's sessions, so their tokens die with them;
+    # their ids are read first, to forget their markers after the commit.
+    ended_sessions = await SessionRepository(session).live_ids(user_id)
     if not await users.delete(user_id):
         raise HTTPException(404, _NOT_FOUND)
     await session.commit()
     await invalidate_user(request, user_id)
+    await forget_session_markers(request, ended_sessions)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
