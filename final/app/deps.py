@@ -27,8 +27,7 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 
 
 # Dependencies are `async def` even with nothing to await: FastAPI runs a plain
-# `def` dependency in its thread pool, a thread hop per request for a dict look-up
-# (it cut the cached GET /users/me to a third of its speed in the benchmark).
+# `def` dependency in its thread pool, a thread hop per request for a dict look-up.
 async def get_request_settings(request: Request) -> Settings:
     """The settings the app was built with (from the lifespan state)."""
     return cast(Settings, request.state.settings)
