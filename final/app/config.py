@@ -80,8 +80,12 @@ class Settings(BaseSettings):
     # Idle pooled connections are PINGed before reuse after this long (0: never).
     redis_health_check_interval_seconds: int = Field(default=30, ge=0)
     # One worker serves at most this many Redis calls at once; more wait (up to
-    # the socket timeout) for a free connection.
-    redis_max_connections: int = Field(default=64, ge=1)
+    # the socket timeout) for a free connection, then fall back to PostgreSQL as
+    # if Redis were down. Size it to the requests a worker holds at once: with 64,
+    # 256 concurrent clients pushed the overflow onto PostgreSQL's much smaller
+    # pool and got 503s (the benchmark's 256-connection case). Redis connections
+    # are cheap; PostgreSQL's are not.
+    redis_max_connections: int = Field(default=512, ge=1)
     # False: every user read goes to PostgreSQL (the benchmark's uncached case).
     cache_enabled: bool = True
     # Also the longest a cached user can stay stale if an invalidation fails.
