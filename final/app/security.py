@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import secrets
@@ -147,24 +148,70 @@ def create_access_token(settings: Settings, user_id: uuid.UUID, session_id: uuid
 def decode_access_token(settings: Settings, token: str) -> AccessClaims | None:
     """Verify an access token; None for every way it can be bad (the caller answers one 401)."""
     try:
-        claims = jwt.decode(
+        verified = _verify_signature_and_claims(
             token,
             settings.secret_key.get_secret_value(),
-            # Pinned: the token's own header never chooses the algorithm, so
-            # `alg: none` and algorithm-confusion tokens are refused.
-            algorithms=[settings.jwt_algorithm],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            leeway=settings.jwt_leeway_seconds,
-            options={"require": _REQUIRED_CLAIMS},
+            settings.jwt_algorithm,
+            settings.jwt_audience,
+            settings.jwt_issuer,
         )
-        if claims["typ"] != ACCESS_TOKEN_TYPE:
-            return None
-        return AccessClaims(user_id=uuid.UUID(claims["sub"]), session_id=uuid.UUID(claims["sid"]))
     except (jwt.InvalidTokenError, ValueError, TypeError, AttributeError):
-        # InvalidTokenError covers signature, expiry, nbf/iat, issuer, audience,
-        # missing claims and malformed tokens; the others, claims of the wrong type.
+        # InvalidTokenError covers signature, issuer, audience, missing claims and
+        # malformed tokens; the others, claims of the wrong type.
         return None
+    # The signature is checked once per token (below, cached); the clock on
+    # every request, so a cached token still expires on time.
+    now = datetime.now(UTC).timestamp()
+    leeway = settings.jwt_leeway_seconds
+    if verified.expires_at <= now - leeway or verified.not_before > now + leeway:
+        return None
+    return verified.claims
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedToken:
+    """A token whose signature and fixed claims were checked; its time claims are not."""
+
+    claims: AccessClaims
+    expires_at: float
+    not_before: float
+
+
+@functools.lru_cache(maxsize=4096)
+def _verify_signature_and_claims(
+    token: str, secret: str, algorithm: str, audience: str, issuer: str
+) -> _VerifiedToken:
+    """Check a token's signature, issuer, audience and type; raise if any is wrong.
+
+    Cached: a client sends the same token on every request for its lifetime,
+    and verifying it costs more than the rest of a cached read's Python. Only
+    tokens that pass are cached (a raise is not), so garbage cannot fill it.
+    """
+    claims = jwt.decode(
+        token,
+        secret,
+        # Pinned: the token's own header never chooses the algorithm, so
+        # `alg: none` and algorithm-confusion tokens are refused.
+        algorithms=[algorithm],
+        audience=audience,
+        issuer=issuer,
+        options={
+            "require": _REQUIRED_CLAIMS,
+            # Time is checked by the caller on every request, not once here.
+            "verify_exp": False,
+            "verify_nbf": False,
+            "verify_iat": False,
+        },
+    )
+    if claims["typ"] != ACCESS_TOKEN_TYPE:
+        raise jwt.InvalidTokenError("Not an access token.")
+    issued_at, not_before, expires_at = (float(claims[name]) for name in ("iat", "nbf", "exp"))
+    return _VerifiedToken(
+        claims=AccessClaims(user_id=uuid.UUID(claims["sub"]), session_id=uuid.UUID(claims["sid"])),
+        expires_at=expires_at,
+        # A token issued in the future is as not-yet-valid as one with a future nbf.
+        not_before=max(not_before, issued_at),
+    )
 
 
 # --8<-- [end:decode]

@@ -1,5 +1,6 @@
 """Access tokens: every way a token can be bad gets the same 401, never a 500."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -13,9 +14,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from pydantic import SecretStr
 from tests.conftest import HeadersFactory, TokenFactory, UserFactory, assert_problem, bearer
 
 from app.config import Settings
+from app.security import decode_access_token
 
 ME = "/api/v1/users/me"
 INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
@@ -197,3 +200,26 @@ async def test_authorization_header_without_bearer_scheme_returns_401_with_bare_
     body = assert_problem(r, 401)
     assert r.headers["www-authenticate"] == "Bearer"
     assert body["detail"] == "Authentication is required: send a bearer token."
+
+
+async def test_a_token_verified_once_still_expires_on_time(settings: Settings) -> None:
+    """The signature check is cached per token; the expiry is checked on every call."""
+    user_id, session_id = uuid.uuid4(), uuid.uuid4()
+    claims = _claims(settings, user_id, session_id)
+    claims["exp"] = datetime.now(UTC) + timedelta(seconds=2)
+    token = _sign(settings, claims)
+    strict = settings.model_copy(update={"jwt_leeway_seconds": 0})
+
+    first = decode_access_token(strict, token)
+    assert first is not None
+    assert (first.user_id, first.session_id) == (user_id, session_id)
+    await asyncio.sleep(2.1)
+    assert decode_access_token(strict, token) is None
+
+
+async def test_a_cached_token_is_refused_under_another_secret(settings: Settings) -> None:
+    """The cache is keyed by the verifying settings too: a rotated secret refuses old tokens."""
+    token = _sign(settings, _claims(settings, uuid.uuid4(), uuid.uuid4()))
+    assert decode_access_token(settings, token) is not None
+    rotated = settings.model_copy(update={"secret_key": SecretStr("r" * 40)})
+    assert decode_access_token(rotated, token) is None
