@@ -91,7 +91,6 @@ async def get_authenticated(
     response: Response,
     token: Annotated[str | None, Depends(oauth2_scheme)],
     settings: SettingsDep,
-    session: SessionDep,
 ) -> AuthenticatedUser:
     """Authenticate the bearer token and count the request: the one place auth is decided.
 
@@ -134,7 +133,14 @@ async def get_authenticated(
         metrics.auth_checks.labels("redis").inc()
         return AuthenticatedUser(claims.session_id, claims.user_id, checked.is_admin, cached_json)
     metrics.auth_checks.labels("database").inc()
-    live = await SessionRepository(session).load_authenticated(claims.session_id, claims.user_id)
+    sessionmaker = cast(async_sessionmaker[AsyncSession], request.state.sessionmaker)
+    # Opened here rather than declared as SessionDep: a request settled by the
+    # marker never builds a database session, and this one is closed (its
+    # connection back in the pool) before the route runs.
+    async with sessionmaker() as session:
+        live = await SessionRepository(session).load_authenticated(
+            claims.session_id, claims.user_id
+        )
     if live is None:
         raise invalid_token()
     ttl = _marker_ttl(settings, live)
