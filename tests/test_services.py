@@ -21,6 +21,7 @@ from helpers import ROOT
 
 sys.path.insert(0, str(ROOT))
 
+from tools import embedded as embedded_servers
 from tools import services
 from tools.services import ServiceError
 
@@ -28,10 +29,10 @@ from tools.services import ServiceError
 @pytest.fixture(scope="module")
 def workshop_home() -> Iterator[Path]:
     """Give this module its own embedded servers, apart from the ones nox sessions use."""
-    parent = ROOT / ".workshop"
+    # Beside the sessions' own servers: as root, the embedded PostgreSQL runs as
+    # an unprivileged user, and embedded.home() is a folder that user can reach.
+    parent = embedded_servers.home()
     parent.mkdir(exist_ok=True)
-    # Inside the repository rather than the system's temp folder: as root, the
-    # embedded PostgreSQL runs as an unprivileged user who must reach it.
     home = Path(tempfile.mkdtemp(prefix="test-services-", dir=parent))
     home.chmod(0o755)
     yield home

@@ -17,12 +17,14 @@ whose users are all gone: the next run adopts it and stops it in its turn.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,7 +56,26 @@ def home() -> Path:
     configured = os.environ.get("WORKSHOP_HOME")
     if configured:
         return Path(configured).resolve()
-    return Path(__file__).resolve().parent.parent / ".workshop"
+    repository = Path(__file__).resolve().parent.parent
+    unprivileged = privilege_drop()
+    if (
+        not unprivileged
+        or first_unreachable(repository, unprivileged["user"], unprivileged["group"]) is None
+    ):
+        return repository / ".workshop"
+    # As root, PostgreSQL runs as an unprivileged user, who cannot reach a
+    # repository inside a private folder (a clone in `mktemp -d`, or under
+    # /root). Its servers then live in a folder of their own under the system's
+    # temporary folder, one per repository, owned by root.
+    digest = hashlib.sha256(str(repository).encode()).hexdigest()[:12]
+    fallback = Path(tempfile.gettempdir()) / f"workshop-{digest}"
+    fallback.mkdir(mode=0o755, exist_ok=True)
+    if fallback.is_symlink() or fallback.stat().st_uid != 0:
+        raise ServiceError(
+            f"{fallback} exists but is not root's own folder: remove it, or set WORKSHOP_HOME."
+        )
+    fallback.chmod(0o755)
+    return fallback
 
 
 @dataclass(frozen=True)
@@ -333,8 +354,8 @@ def privilege_drop() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def check_reachable(path: Path, uid: int, gid: int) -> None:
-    """Fail clearly unless the user can enter every folder on the way to `path`."""
+def first_unreachable(path: Path, uid: int, gid: int) -> Path | None:
+    """Return the first folder on the way to `path` that the user may not enter, or None."""
     for folder in [path, *path.parents]:
         mode = folder.stat()
         if mode.st_uid == uid:
@@ -344,8 +365,16 @@ def check_reachable(path: Path, uid: int, gid: int) -> None:
         else:
             allowed = mode.st_mode & 0o001
         if not allowed:
-            raise ServiceError(
-                f"PostgreSQL refuses to run as root, so the embedded server runs as user "
-                f"{UNPRIVILEGED_USER!r}, who may not enter {folder}. Move the repository "
-                f"where every user can read it, run nox as a normal user, or set DATABASE_URL."
-            )
+            return folder
+    return None
+
+
+def check_reachable(path: Path, uid: int, gid: int) -> None:
+    """Fail clearly unless the user can enter every folder on the way to `path`."""
+    folder = first_unreachable(path, uid, gid)
+    if folder is not None:
+        raise ServiceError(
+            f"PostgreSQL refuses to run as root, so the embedded server runs as user "
+            f"{UNPRIVILEGED_USER!r}, who may not enter {folder}. Set WORKSHOP_HOME to a "
+            f"folder every user can enter, run nox as a normal user, or set DATABASE_URL."
+        )
