@@ -53,13 +53,11 @@ async def create_user(
 
 # --8<-- [start:read_me]
 @router.get("/me", response_model=UserPublic)
-async def read_me(
-    caller: CurrentUser, session: SessionDep, request: Request, response: Response
-) -> Response:
+async def read_me(caller: CurrentUser, request: Request, response: Response) -> Response:
     """Read the authenticated user."""
     # Usually the token check's one Redis call already read the cached JSON:
-    # then this answer costs no I/O at all.
-    body = await read_user_json(request, session, caller.user_id, prefetched=caller.cached_json)
+    # then this answer costs no I/O at all, and no database session is built.
+    body = await read_user_json(request, caller.user_id, prefetched=caller.cached_json)
     if body is None:  # deleted since the token check
         raise HTTPException(404, _NOT_FOUND)
     return json_response(body, response)
@@ -112,7 +110,6 @@ async def update_me(
 async def read_user(
     user_id: uuid.UUID,
     caller: CurrentUser,
-    session: SessionDep,
     request: Request,
     response: Response,
 ) -> Response:
@@ -120,7 +117,7 @@ async def read_user(
     # 404 rather than 403 for someone else's id: do not confirm that it exists.
     if user_id != caller.user_id and not caller.is_admin:
         raise HTTPException(404, _NOT_FOUND)
-    body = await read_user_json(request, session, user_id)
+    body = await read_user_json(request, user_id)
     if body is None:
         raise HTTPException(404, _NOT_FOUND)
     # The cached bytes go out as they are: no parsing, no validation, no re-serialising.
