@@ -1,7 +1,9 @@
 """Log lines: JSON with the request id, route templates only, no secrets."""
 
+import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -9,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from tests.conftest import make_settings, open_client
 
-from app.logging import ConsoleFormatter, JsonFormatter, RequestIdFilter
+from app.logging import BatchingLogHandler, ConsoleFormatter, JsonFormatter, RequestIdFilter
 from app.main import create_app
 
 
@@ -85,3 +87,52 @@ def test_console_format_is_one_readable_line() -> None:
     record.request_id = "abc"
     record.status = 200
     assert ConsoleFormatter().format(record).endswith("INFO    app.test [abc] Hello. status=200")
+
+
+class RecordingStream(io.StringIO):
+    """A stream that remembers which threads wrote to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writer_threads: set[str] = set()
+
+    def write(self, text: str) -> int:
+        self.writer_threads.add(threading.current_thread().name)
+        return super().write(text)
+
+
+def _access_record(number: int) -> logging.LogRecord:
+    record = logging.LogRecord(
+        "app.access", logging.INFO, __file__, 1, "Request handled.", None, None
+    )
+    record.status = number
+    return record
+
+
+def test_log_lines_are_written_by_the_writer_thread_never_by_the_caller() -> None:
+    stream = RecordingStream()
+    handler = BatchingLogHandler(JsonFormatter(), stream=stream, interval=0.01)
+    try:
+        for number in range(3):
+            handler.handle(_access_record(number))
+    finally:
+        handler.close()  # joins the writer, which writes what is queued first
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["status"] for line in lines] == [0, 1, 2]
+    assert stream.writer_threads == {"log-writer"}
+
+
+def test_a_full_log_queue_drops_lines_and_says_how_many() -> None:
+    stream = RecordingStream()
+    # The writer thread never wakes on its own during the test: flush() writes.
+    handler = BatchingLogHandler(JsonFormatter(), stream=stream, interval=3600, max_pending=2)
+    try:
+        for number in range(5):
+            handler.handle(_access_record(number))
+        handler.flush()
+    finally:
+        handler.close()
+    first, second, warning = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (first["status"], second["status"]) == (0, 1)
+    assert warning["level"] == "WARNING"
+    assert warning["message"].startswith("3 log lines were dropped")
