@@ -141,9 +141,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65_536, ge=64)
     argon2_parallelism: int = Field(default=4, ge=1, le=16)
     # Password checks running at once (one per core fills the machine) and how
-    # many more may wait; beyond that a login gets 503 at once.
+    # many more may wait; beyond that a login gets 503 at once. Two waiting for
+    # two running: an accepted login waits for one round of hashes at most,
+    # well under a second (docs/performance.md).
     hash_concurrency: int = Field(default=2, ge=1)
-    hash_queue_limit: int = Field(default=8, ge=0)
+    hash_queue_limit: int = Field(default=2, ge=0)
 
     @field_validator("login_rate_limit", "rate_limit", mode="before")
     @classmethod

@@ -59,6 +59,11 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 
 
+async def check_hashing_capacity(hasher: PasswordHasherDep) -> None:
+    """Answer 503 at once when the password hashing queue is full (see PasswordHasher)."""
+    hasher.check_capacity()
+
+
 def invalid_token() -> HTTPException:
     """The one 401 for every bad token: no detail tells an attacker what was wrong with it."""
     return HTTPException(

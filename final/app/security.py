@@ -76,11 +76,20 @@ class PasswordHasher:
         # Computed once, on a hashing thread, the first time an unknown email logs in.
         return self._hash.hash(secrets.token_urlsafe(16))
 
-    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+    def check_capacity(self) -> None:
+        """Raise PasswordHashingBusyError if a hash asked for now would be refused.
+
+        Call it before the work that leads up to a hash (a login's rate-limit
+        and database look-ups): under a burst, the logins that will be refused
+        anyway then cost almost nothing.
+        """
         # Beyond capacity, answer at once rather than queue for seconds: a login
         # that waits longer than the client's patience is work thrown away.
         if self.limiter.statistics().tasks_waiting >= self._max_waiting:
             raise PasswordHashingBusyError
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        self.check_capacity()  # again: the queue may have filled since the caller checked
         async with self.limiter:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(_hashing_threads, function, *args)

@@ -80,6 +80,7 @@ async def update_me(
     user = caller.record or await UserRepository(session).get(caller.user_id)
     if user is None:
         raise HTTPException(404, _NOT_FOUND)
+    await session.rollback()  # no pooled connection held while passwords are hashed (see login)
     ended_sessions: list[uuid.UUID] = []
     changes: dict[str, object] = {}
     if "full_name" in body.model_fields_set:
