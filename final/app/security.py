@@ -85,7 +85,8 @@ class PasswordHasher:
         """
         # Beyond capacity, answer at once rather than queue for seconds: a login
         # that waits longer than the client's patience is work thrown away.
-        if self.limiter.statistics().tasks_waiting >= self._max_waiting:
+        must_wait = self.limiter.available_tokens < 1
+        if must_wait and self.limiter.statistics().tasks_waiting >= self._max_waiting:
             raise PasswordHashingBusyError
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:

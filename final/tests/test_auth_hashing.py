@@ -106,3 +106,59 @@ async def test_logins_beyond_the_queue_bound_get_503_with_retry_after(database: 
             assert statuses == [200, 200], statuses
     finally:
         await _delete_user(database, email)
+
+
+async def test_a_login_waiting_to_hash_holds_no_database_connection(database: str) -> None:
+    # One pooled connection: if the queued login held it, readiness could not check PostgreSQL.
+    settings = make_settings(
+        hash_concurrency=1,
+        db_pool_size=1,
+        db_pool_timeout_seconds=2,
+        login_rate_limit="1000/minute",
+    )
+    app = create_app(settings)
+    hasher: PasswordHasher = app.state.password_hasher
+    email = _email()
+    holder = object()
+    try:
+        async for client in open_client(app):
+            signup = await client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
+            assert signup.status_code == 201, signup.text
+            await hasher.limiter.acquire_on_behalf_of(holder)
+            try:
+                login = asyncio.create_task(_login(client, email))
+                await _wait_until(
+                    lambda: hasher.limiter.statistics().tasks_waiting == 1, "the login to queue"
+                )
+                ready = await client.get("/health/ready")
+            finally:
+                hasher.limiter.release_on_behalf_of(holder)
+            assert ready.status_code == 200, ready.text
+            assert (await login).status_code == 200
+    finally:
+        await _delete_user(database, email)
+
+
+async def test_a_login_refused_for_hashing_capacity_does_not_use_up_the_login_limit(
+    database: str,
+) -> None:
+    # No queue: with the one slot taken, every login is refused at once.
+    settings = make_settings(hash_concurrency=1, hash_queue_limit=0, login_rate_limit="1/minute")
+    app = create_app(settings)
+    hasher: PasswordHasher = app.state.password_hasher
+    email = _email()
+    holder = object()
+    try:
+        async for client in open_client(app):
+            signup = await client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
+            assert signup.status_code == 201, signup.text
+            await hasher.limiter.acquire_on_behalf_of(holder)
+            try:
+                refused = [(await _login(client, email)).status_code for _ in range(3)]
+            finally:
+                hasher.limiter.release_on_behalf_of(holder)
+            # 503, never 429: they were turned away before the login limit counted them.
+            assert refused == [503, 503, 503]
+            assert (await _login(client, email)).status_code == 200
+    finally:
+        await _delete_user(database, email)
