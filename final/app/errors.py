@@ -9,7 +9,7 @@ from asyncpg.exceptions import PostgresConnectionError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -114,6 +114,21 @@ async def _invalid_cursor(request: Request, _exc: Exception) -> JSONResponse:
     )
 
 
+def is_database_unavailable(error: BaseException) -> bool:
+    """True when an error means PostgreSQL could not answer (a 503), not a bug (a 500)."""
+    if isinstance(error, DATABASE_UNAVAILABLE_ERRORS):
+        return True
+    # A connection cut in the middle of a statement or a COMMIT can surface as a
+    # plain DBAPIError; SQLAlchemy then marks it as having invalidated the connection.
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        raise exc  # a bug: RequestGuardMiddleware logs it and answers 500
+    return await _database_unavailable(request, exc)
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The exception type is enough to diagnose; its text may hold connection details.
     logger.warning("Database unavailable.", extra={"error": type(exc).__name__})
@@ -139,7 +154,7 @@ def internal_error_response(path: str) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every expected error as problem+json (the rest: UnhandledErrorMiddleware)."""
+    """Answer every expected error as problem+json (the rest: RequestGuardMiddleware)."""
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(EmailTakenError, _email_taken)
@@ -147,3 +162,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PasswordHashingBusyError, _password_hashing_busy)
     for error_type in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_type, _database_unavailable)
+    # The rest of SQLAlchemy's driver errors: a 503 only for a lost connection.
+    app.add_exception_handler(DBAPIError, _database_error)

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from app.config import Settings
 
-# The id of the request being served; RequestIdMiddleware sets it for each request.
+# The id of the request being served; RequestObserverMiddleware sets it for each request.
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged as a field.
