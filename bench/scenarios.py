@@ -57,6 +57,13 @@ SCENARIOS = (
         "redis_reference",
         "/user",
     ),
+    Scenario(
+        "redis_reference_256",
+        "FastAPI + one Redis GET, 256 connections",
+        "redis_reference",
+        "/user",
+        connections=256,
+    ),
     Scenario("health_live", "final/ `GET /health/live`", "final", "/health/live"),
     Scenario("me_cached", "final/ `GET /users/me`, cache warm", "final", ME, who="user"),
     Scenario(

@@ -240,7 +240,7 @@ class RequestGuardMiddleware:
 
         # The server reads exactly Content-Length bytes: only a chunked body,
         # whose size nobody declared, needs counting as it arrives.
-        chunked = declared is None and "transfer-encoding" in headers
+        chunked = "transfer-encoding" in headers
         try:
             await self.app(scope, counting_receive if chunked else receive, guarded_send)
         except _BodyTooLargeError:
