@@ -36,7 +36,7 @@ from scenarios import (
     login_load,
     probe,
 )
-from servers import UVICORN_OPTIONS, Server, ServerError, start_uvicorn, wait_until_quiet
+from servers import LOOPS, Server, ServerError, start_uvicorn, uvicorn_options, wait_until_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -76,6 +76,7 @@ class Options:
     warmup: int
     connections: int
     threads: int
+    loop: str
     only: tuple[str, ...]
     output: Path
     command: str
@@ -95,6 +96,12 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default=LOOPS[0],
+        help="uvicorn's event loop for every application (default uvloop)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 3 s, 1 round, 1 s warm-up"
     )
     parser.add_argument(
@@ -108,7 +115,8 @@ def parse_args(argv: list[str]) -> Options:
         "--output",
         type=Path,
         help="where to write results (default: docs/performance for a complete run, "
-        "bench/results for --only or --quick, so a partial run never replaces the docs' numbers)",
+        "bench/results for --only, --quick or --loop asyncio, so that no partial or "
+        "differently served run replaces the docs' numbers)",
     )
     args = parser.parse_args(argv)
     only = tuple(name.strip() for value in args.only for name in value.split(",") if name.strip())
@@ -118,13 +126,14 @@ def parse_args(argv: list[str]) -> Options:
     seconds, rounds, warmup = (3, 1, 1) if args.quick else (args.duration, args.rounds, args.warmup)
     if min(seconds, rounds, args.connections, args.threads) < 1 or warmup < 0:
         parser.error("durations, rounds, connections and threads must be positive")
-    complete = not only and not args.quick
+    complete = not only and not args.quick and args.loop == LOOPS[0]
     return Options(
         seconds=seconds,
         rounds=rounds,
         warmup=warmup,
         connections=args.connections,
         threads=args.threads,
+        loop=args.loop,
         only=only,
         output=args.output or (DOCS_OUTPUT if complete else PARTIAL_OUTPUT),
         command=shlex.join(["python", "bench/run.py", *argv]),
@@ -175,7 +184,7 @@ class Bench:
                 self.seeded.problems["admin_token"] = self._admin_problem
 
     def _launch(self, name: str, app: str, cwd: Path, env: dict[str, str]) -> None:
-        server = start_uvicorn(name, app, cwd=cwd, env=env)
+        server = start_uvicorn(name, app, cwd=cwd, env=env, loop=self.options.loop)
         self.stack.callback(server.stop)
         self.servers[name] = server
 
@@ -361,7 +370,7 @@ def describe_run(options: Options, wrk: str) -> dict[str, Any]:
             "warmup_seconds": options.warmup,
             "wrk": f"wrk -t{options.threads} -c{options.connections} -d{options.seconds}s "
             "--timeout 10s --latency",
-            "uvicorn": " ".join(UVICORN_OPTIONS),
+            "uvicorn": " ".join(uvicorn_options(options.loop)),
             "final_settings": {
                 "ENVIRONMENT": "production",
                 "RATE_LIMIT": seed.UNLIMITED,

@@ -14,17 +14,15 @@ from pathlib import Path
 import httpx
 
 HOST = "127.0.0.1"
-# The same for every application, so that only the application differs.
-UVICORN_OPTIONS = (
-    "--workers",
-    "1",
-    "--loop",
-    "uvloop",
-    "--http",
-    "httptools",
-    "--no-access-log",
-)
+# uvicorn's event loops. uvloop first: the default here, and what uvicorn picks
+# itself when uvloop is installed (uvicorn[standard], final/'s image).
+LOOPS = ("uvloop", "asyncio")
 OUTPUT_TAIL_BYTES = 8192
+
+
+def uvicorn_options(loop: str = LOOPS[0]) -> tuple[str, ...]:
+    """Return the options every application runs with, so that only the application differs."""
+    return ("--workers", "1", "--loop", loop, "--http", "httptools", "--no-access-log")
 
 
 class ServerError(Exception):
@@ -107,12 +105,14 @@ def free_port() -> int:
         return port
 
 
-def start_uvicorn(name: str, app: str, *, cwd: Path, env: dict[str, str]) -> Server:
+def start_uvicorn(
+    name: str, app: str, *, cwd: Path, env: dict[str, str], loop: str = LOOPS[0]
+) -> Server:
     """Start `uvicorn app` from `cwd` on a free port with the shared options."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port)]
     process = subprocess.Popen(  # noqa: S603
-        [*command, *UVICORN_OPTIONS],
+        [*command, *uvicorn_options(loop)],
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
