@@ -3,10 +3,10 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -43,26 +43,43 @@ async def _wait_until(condition: object, what: str) -> None:
     pytest.fail(f"Gave up waiting for {what}.")
 
 
-@pytest.fixture
-async def production_app(database: str) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """An app hashing at production cost, on its real pool (writes are committed)."""
-    settings = make_settings(
-        **PRODUCTION_ARGON2, hash_queue_limit=32, login_rate_limit="1000/minute"
-    )
-    app = create_app(settings)
-    async for client in open_client(app):
-        yield app, client
+@asynccontextmanager
+async def _client_with_user(
+    database: str, **settings: object
+) -> AsyncIterator[tuple[httpx.AsyncClient, PasswordHasher, str]]:
+    """A client of an app on these settings (real pool), its hasher, a signed-up user's email."""
+    app = create_app(make_settings(**settings))
+    email = _email()
+    try:
+        async with aclosing(open_client(app)) as clients:
+            async for client in clients:
+                signup = await client.post(
+                    "/api/v1/users", json={"email": email, "password": PASSWORD}
+                )
+                assert signup.status_code == 201, signup.text
+                yield client, app.state.password_hasher, email
+    finally:
+        await _delete_user(database, email)
+
+
+@asynccontextmanager
+async def _the_only_hashing_slot_taken(hasher: PasswordHasher) -> AsyncIterator[None]:
+    """Occupy the hashing slot (hash_concurrency=1), so that the next logins must queue."""
+    holder = object()
+    await hasher.limiter.acquire_on_behalf_of(holder)
+    try:
+        yield
+    finally:
+        hasher.limiter.release_on_behalf_of(holder)
 
 
 async def test_twenty_concurrent_logins_at_production_cost_leave_the_loop_serving(
-    production_app: tuple[FastAPI, httpx.AsyncClient], database: str
+    database: str,
 ) -> None:
-    app, client = production_app
-    hasher: PasswordHasher = app.state.password_hasher
-    email = _email()
-    try:
-        signup = await client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
-        assert signup.status_code == 201, signup.text
+    # Hashing at production cost, on the app's real pool (writes are committed).
+    async with _client_with_user(
+        database, **PRODUCTION_ARGON2, hash_queue_limit=32, login_rate_limit="1000/minute"
+    ) as (client, hasher, email):
         logins = [asyncio.create_task(_login(client, email)) for _ in range(20)]
         await _wait_until(
             lambda: hasher.limiter.statistics().borrowed_tokens > 0, "hashing to start"
@@ -74,91 +91,54 @@ async def test_twenty_concurrent_logins_at_production_cost_leave_the_loop_servin
         assert still_hashing
         statuses = [r.status_code for r in await asyncio.gather(*logins)]
         assert statuses == [200] * 20, statuses
-    finally:
-        await _delete_user(database, email)
 
 
 async def test_logins_beyond_the_queue_bound_get_503_with_retry_after(database: str) -> None:
-    settings = make_settings(hash_concurrency=1, hash_queue_limit=2, login_rate_limit="1000/minute")
-    app = create_app(settings)
-    hasher: PasswordHasher = app.state.password_hasher
-    email = _email()
-    holder = object()
-    try:
-        async for client in open_client(app):
-            signup = await client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
-            assert signup.status_code == 201, signup.text
-            # Occupy the only hashing slot, so the next logins must queue.
-            await hasher.limiter.acquire_on_behalf_of(holder)
-            try:
-                queued = [asyncio.create_task(_login(client, email)) for _ in range(2)]
-                await _wait_until(
-                    lambda: hasher.limiter.statistics().tasks_waiting == 2, "two queued logins"
-                )
-                refused = await _login(client, email)
-            finally:
-                hasher.limiter.release_on_behalf_of(holder)
-            body = assert_problem(refused, 503)
-            assert refused.headers["retry-after"] == "1"
-            assert "try again" in body["detail"]
-            # The queued ones were served once the slot freed up.
-            statuses = [r.status_code for r in await asyncio.gather(*queued)]
-            assert statuses == [200, 200], statuses
-    finally:
-        await _delete_user(database, email)
+    async with _client_with_user(
+        database, hash_concurrency=1, hash_queue_limit=2, login_rate_limit="1000/minute"
+    ) as (client, hasher, email):
+        async with _the_only_hashing_slot_taken(hasher):
+            queued = [asyncio.create_task(_login(client, email)) for _ in range(2)]
+            await _wait_until(
+                lambda: hasher.limiter.statistics().tasks_waiting == 2, "two queued logins"
+            )
+            refused = await _login(client, email)
+        body = assert_problem(refused, 503)
+        assert refused.headers["retry-after"] == "1"
+        assert "try again" in body["detail"]
+        # The queued ones were served once the slot freed up.
+        statuses = [r.status_code for r in await asyncio.gather(*queued)]
+        assert statuses == [200, 200], statuses
 
 
 async def test_a_login_waiting_to_hash_holds_no_database_connection(database: str) -> None:
     # One pooled connection: if the queued login held it, readiness could not check PostgreSQL.
-    settings = make_settings(
+    async with _client_with_user(
+        database,
         hash_concurrency=1,
         db_pool_size=1,
         db_pool_timeout_seconds=2,
         login_rate_limit="1000/minute",
-    )
-    app = create_app(settings)
-    hasher: PasswordHasher = app.state.password_hasher
-    email = _email()
-    holder = object()
-    try:
-        async for client in open_client(app):
-            signup = await client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
-            assert signup.status_code == 201, signup.text
-            await hasher.limiter.acquire_on_behalf_of(holder)
-            try:
-                login = asyncio.create_task(_login(client, email))
-                await _wait_until(
-                    lambda: hasher.limiter.statistics().tasks_waiting == 1, "the login to queue"
-                )
-                ready = await client.get("/health/ready")
-            finally:
-                hasher.limiter.release_on_behalf_of(holder)
-            assert ready.status_code == 200, ready.text
-            assert (await login).status_code == 200
-    finally:
-        await _delete_user(database, email)
+    ) as (client, hasher, email):
+        async with _the_only_hashing_slot_taken(hasher):
+            login = asyncio.create_task(_login(client, email))
+            await _wait_until(
+                lambda: hasher.limiter.statistics().tasks_waiting == 1, "the login to queue"
+            )
+            ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert (await login).status_code == 200
 
 
 async def test_a_login_refused_for_hashing_capacity_does_not_use_up_the_login_limit(
     database: str,
 ) -> None:
     # No queue: with the one slot taken, every login is refused at once.
-    settings = make_settings(hash_concurrency=1, hash_queue_limit=0, login_rate_limit="1/minute")
-    app = create_app(settings)
-    hasher: PasswordHasher = app.state.password_hasher
-    email = _email()
-    holder = object()
-    try:
-        async for client in open_client(app):
-            signup = await client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
-            assert signup.status_code == 201, signup.text
-            await hasher.limiter.acquire_on_behalf_of(holder)
-            try:
-                refused = [(await _login(client, email)).status_code for _ in range(3)]
-            finally:
-                hasher.limiter.release_on_behalf_of(holder)
-            # 503, never 429: they were turned away before the login limit counted them.
-            assert refused == [503, 503, 503]
-            assert (await _login(client, email)).status_code == 200
-    finally:
-        await _delete_user(database, email)
+    async with _client_with_user(
+        database, hash_concurrency=1, hash_queue_limit=0, login_rate_limit="1/minute"
+    ) as (client, hasher, email):
+        async with _the_only_hashing_slot_taken(hasher):
+            refused = [(await _login(client, email)).status_code for _ in range(3)]
+        # 503, never 429: they were turned away before the login limit counted them.
+        assert refused == [503, 503, 503]
+        assert (await _login(client, email)).status_code == 200
