@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app.config import Settings, SettingsError, get_settings
 from app.db import create_engine, create_sessionmaker
-from app.errors import DATABASE_UNAVAILABLE_ERRORS
+from app.errors import is_database_unavailable
 from app.repository import EmailTakenError, UserRepository
 from app.schemas import UserCreate
 from app.security import PasswordHasher
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 1
-    except DATABASE_UNAVAILABLE_ERRORS as exc:
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise  # a bug: the traceback is the useful output
         print(f"The database is not answering ({type(exc).__name__}).", file=sys.stderr)
         return 1
     if created:

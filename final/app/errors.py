@@ -160,7 +160,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EmailTakenError, _email_taken)
     app.add_exception_handler(InvalidCursorError, _invalid_cursor)
     app.add_exception_handler(PasswordHashingBusyError, _password_hashing_busy)
-    for error_type in DATABASE_UNAVAILABLE_ERRORS:
-        app.add_exception_handler(error_type, _database_unavailable)
-    # The rest of SQLAlchemy's driver errors: a 503 only for a lost connection.
-    app.add_exception_handler(DBAPIError, _database_error)
+    # SQLAlchemy's driver errors too: a 503 for a lost connection, a 500 for the rest.
+    for error_type in (*DATABASE_UNAVAILABLE_ERRORS, DBAPIError):
+        app.add_exception_handler(error_type, _database_error)

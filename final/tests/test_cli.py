@@ -2,13 +2,14 @@
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -75,3 +76,21 @@ def test_no_command_prints_usage_and_exits_2(database: str) -> None:
     r = run_cli(database)
     assert r.returncode == 2
     assert r.stderr.startswith("usage: python -m app")
+
+
+def test_create_admin_with_the_database_down_exits_1_with_one_line(database: str) -> None:
+    # A port that nothing listens on: the connection is refused at once.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    unreachable = make_url(database).set(host="127.0.0.1", port=closed_port)
+    r = run_cli(
+        unreachable.render_as_string(hide_password=False),
+        "create-admin",
+        "--email",
+        EMAIL,
+        stdin="long enough pw\n",
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("The database is not answering"), r.stderr
+    assert "Traceback" not in r.stderr
