@@ -5,21 +5,20 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.security import OAuth2PasswordBearer
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import fastpath
-from app.cache import UserCache, user_key
+from app import session_markers
+from app.cache import user_key
 from app.config import Settings
-from app.limits import api_limit_key, apply_api_decision, enforce_api_limit
-from app.metrics import Metrics
+from app.limit_policy import api_limit_key, apply_api_decision, enforce_api_limit
 from app.ratelimit import fail_open_decision
 from app.repository import LiveSession, SessionRepository, UserRecord
 from app.security import PasswordHasher, decode_access_token
+from app.state import request_state
 
 # tokenUrl makes Swagger UI's Authorize button log in through POST /auth/token.
 # auto_error=False: a missing header becomes our own 401 problem, not FastAPI's.
@@ -30,7 +29,7 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 # `def` dependency in its thread pool, a thread hop per request for a dict look-up.
 async def get_request_settings(request: Request) -> Settings:
     """The settings the app was built with (from the lifespan state)."""
-    return cast(Settings, request.state.settings)
+    return request_state(request)["settings"]
 
 
 # --8<-- [start:session]
@@ -41,8 +40,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     teardown runs after the response is sent, when a failed commit could no
     longer change what the client was told.
     """
-    sessionmaker = cast(async_sessionmaker[AsyncSession], request.state.sessionmaker)
-    async with sessionmaker() as session:
+    async with request_state(request)["sessionmaker"]() as session:
         yield session
 
 
@@ -51,7 +49,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 async def get_password_hasher(request: Request) -> PasswordHasher:
     """The app's password hasher (its concurrency limit is shared by every request)."""
-    return cast(PasswordHasher, request.app.state.password_hasher)
+    return request_state(request)["password_hasher"]
 
 
 SettingsDep = Annotated[Settings, Depends(get_request_settings)]
@@ -107,7 +105,8 @@ async def get_authenticated(
     """
     # Read directly, not as SettingsDep: each sub-dependency costs every
     # authenticated request ~5 µs of FastAPI's dependency solving.
-    settings = cast(Settings, request.state.settings)
+    state = request_state(request)
+    settings = state["settings"]
     claims = decode_access_token(settings, token) if token else None
     if claims is None:
         # A refused token counts against the general limit too: guessing is not free.
@@ -115,11 +114,10 @@ async def get_authenticated(
         if not token:
             raise HTTPException(401, "Authentication is required: send a bearer token.")
         raise invalid_token()
-    redis = cast(Redis, request.state.redis)
-    cache = cast(UserCache | None, request.state.user_cache)
+    redis, cache = state["redis"], state["user_cache"]
     user_id, limit = str(claims.user_id), settings.rate_limit
-    marker_key = fastpath.session_key(claims.session_id)
-    checked = await fastpath.check_request(
+    marker_key = session_markers.session_key(claims.session_id)
+    checked = await session_markers.check_request(
         redis,
         limit_key=api_limit_key(request, settings),
         limit=limit.count,
@@ -129,7 +127,7 @@ async def get_authenticated(
         # With the cache disabled nothing writes this key, and the answer is ignored.
         user_key=cache.key(user_id) if cache else user_key(user_id),
     )
-    metrics = cast(Metrics, request.app.state.metrics)
+    metrics = state["metrics"]
     if checked.rate_limit is None:
         # Redis unavailable: the general limit fails open, as enforce_api_limit's does.
         metrics.redis_errors.labels("fastpath").inc()
@@ -140,11 +138,10 @@ async def get_authenticated(
         metrics.auth_checks.labels("redis").inc()
         return AuthenticatedUser(claims.session_id, claims.user_id, checked.is_admin, cached_json)
     metrics.auth_checks.labels("database").inc()
-    sessionmaker = cast(async_sessionmaker[AsyncSession], request.state.sessionmaker)
     # Opened here rather than declared as SessionDep: a request settled by the
     # marker never builds a database session, and this one is closed (its
     # connection back in the pool) before the route runs.
-    async with sessionmaker() as session:
+    async with state["sessionmaker"]() as session:
         live = await SessionRepository(session).load_authenticated(
             claims.session_id, claims.user_id
         )
@@ -153,7 +150,7 @@ async def get_authenticated(
     ttl = _marker_ttl(settings, live)
     # Redis just failed: do not spend a second timeout on writing the marker.
     if checked.redis_available and ttl >= 1:
-        await fastpath.mark_session_live(
+        await session_markers.mark_session_live(
             redis, marker_key, user_id=claims.user_id, is_admin=live.user.is_admin, ttl_seconds=ttl
         )
     return AuthenticatedUser(

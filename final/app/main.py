@@ -3,11 +3,8 @@
 import gc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
-from typing import TypedDict
 
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.cache import UserCache
 from app.config import Settings, get_settings
@@ -20,21 +17,7 @@ from app.ratelimit import LocalRateLimiter, RedisRateLimiter
 from app.redis_client import create_redis
 from app.routes import auth, health, metrics, users
 from app.security import PasswordHasher
-
-
-class State(TypedDict):
-    """What the lifespan shares with every request (read as request.state.<name>)."""
-
-    settings: Settings
-    engine: AsyncEngine
-    sessionmaker: async_sessionmaker[AsyncSession]
-    redis: Redis
-    # None when CACHE_ENABLED is false: every user read goes to PostgreSQL.
-    user_cache: UserCache | None
-    # The general per-client limit: fails open while Redis is unavailable.
-    api_limiter: RedisRateLimiter
-    # The login limit: falls back to a per-process limiter, never to no limit.
-    login_limiter: RedisRateLimiter
+from app.state import State
 
 
 # --8<-- [start:gc_freeze]
@@ -64,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings)
     # One registry per app: several apps in one process (tests) never collide.
     instruments = Metrics()
+    # One per app, not per lifespan: its limit on concurrent hashing covers every route.
+    password_hasher = PasswordHasher(settings)
 
     # --8<-- [start:lifespan]
     @asynccontextmanager
@@ -103,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "login_limiter": RedisRateLimiter(
                     redis, fallback=LocalRateLimiter(), stats=limiter_stats
                 ),
+                "metrics": instruments,
+                "password_hasher": password_hasher,
             }
             # Last: everything start-up made is now in place.
             resources.enter_context(startup_objects_frozen())
@@ -119,9 +106,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # expose Prometheus metrics instead; turn tracing on deliberately if you want it.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.metrics = instruments
-    # One per app: its limit on concurrent password hashing covers every route.
-    app.state.password_hasher = PasswordHasher(settings)
     install_error_handlers(app)
     install_middleware(app, settings, instruments)
     app.include_router(health.router)

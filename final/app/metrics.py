@@ -47,7 +47,7 @@ class Metrics:
             registry=self.registry,
         )
         # The token fast path: which path served each session check, and the
-        # revocations whose marker may outlive them (see app/revocation.py).
+        # revocations whose marker may outlive them (see app/session_markers.py).
         self.auth_checks = Counter(
             "auth_checks",
             "Bearer-token session checks by what answered them: redis (a live session "

@@ -24,7 +24,7 @@ logger = logging.getLogger("app.ratelimit")
 # Time comes from the Redis server (TIME), so replicas with skewed clocks agree.
 # All times are integer microseconds: exact in Lua's doubles, and formatted with
 # %d because Lua would print large numbers in scientific notation.
-# Shared by ratelimit.py and fastpath.py: this string is the algorithm's one copy.
+# Shared by ratelimit.py and session_markers.py: this string is the algorithm's one copy.
 GCRA_LUA = """
 local function rate_limit(key, limit, period_us)
   local clock = redis.call('TIME')

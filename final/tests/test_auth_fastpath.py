@@ -26,12 +26,12 @@ from tests.conftest import (
 
 from app.config import Settings
 from app.deps import get_authenticated
-from app.fastpath import session_key
-from app.limits import enforce_api_limit
+from app.limit_policy import enforce_api_limit
 from app.main import create_app
 from app.repository import SessionRepository
 from app.schemas import Token
 from app.security import create_access_token, hash_refresh_secret, new_refresh_secret
+from app.session_markers import session_key
 
 ME = "/api/v1/users/me"
 AUTH = "/api/v1/auth"
@@ -404,7 +404,9 @@ async def test_a_revocation_that_cannot_reach_redis_is_logged_counted_and_bounde
     key = session_key(session_id_of(pair))
     assert await redis.get(key) == marker
     assert 0 < await redis.ttl(key) <= 30
-    errors = [r for r in caplog.records if r.name == "app.fastpath" and r.levelno == logging.ERROR]
+    errors = [
+        r for r in caplog.records if r.name == "app.session_markers" and r.levelno == logging.ERROR
+    ]
     assert len(errors) == 1, caplog.text
     assert "may stay admitted" in errors[0].getMessage()
     metrics = (await client_without_redis.get("/metrics")).text

@@ -48,16 +48,19 @@ async def _client_with_user(
     database: str, **settings: object
 ) -> AsyncIterator[tuple[httpx.AsyncClient, PasswordHasher, str]]:
     """A client of an app on these settings (real pool), its hasher, a signed-up user's email."""
-    app = create_app(make_settings(**settings))
+    app_settings = make_settings(**settings)
+    app = create_app(app_settings)
+    # The test holds the app's hasher: every request of the client uses this one.
+    hasher = PasswordHasher(app_settings)
     email = _email()
     try:
-        async with aclosing(open_client(app)) as clients:
+        async with aclosing(open_client(app, {"password_hasher": hasher})) as clients:
             async for client in clients:
                 signup = await client.post(
                     "/api/v1/users", json={"email": email, "password": PASSWORD}
                 )
                 assert signup.status_code == 201, signup.text
-                yield client, app.state.password_hasher, email
+                yield client, hasher, email
     finally:
         await _delete_user(database, email)
 

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from tests.conftest import TokenFactory, assert_problem, bearer, make_settings, open_client
 
 from app.config import Settings
-from app.limits import client_address
+from app.limit_policy import client_address
 from app.main import create_app
 from app.repository import UserRecord
 

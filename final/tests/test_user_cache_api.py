@@ -16,10 +16,10 @@ from tests.conftest import make_settings, open_client, with_lifespan_state
 from tests.redis_fixtures import redis_paused
 
 from app.cache import UserCache
-from app.caching import public_user_json
 from app.deps import AuthenticatedUser, get_authenticated
 from app.main import create_app
 from app.repository import UserRecord, UserRepository
+from app.user_reads import public_user_json
 
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"

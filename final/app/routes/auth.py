@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
 
-from app.caching import invalidate_user
 from app.config import Settings
 from app.deps import (
     CurrentUser,
@@ -15,9 +14,8 @@ from app.deps import (
     check_hashing_capacity,
     invalid_token,
 )
-from app.limits import enforce_api_limit, enforce_login_limit
+from app.limit_policy import enforce_api_limit, enforce_login_limit
 from app.repository import SessionRepository, UserRepository
-from app.revocation import forget_session_markers
 from app.schemas import LogoutRequest, RefreshRequest, SessionPublic, Token
 from app.security import (
     RefreshToken,
@@ -26,6 +24,8 @@ from app.security import (
     new_refresh_secret,
     parse_refresh_token,
 )
+from app.session_markers import forget_session_markers
+from app.user_reads import invalidate_user
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 

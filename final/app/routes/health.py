@@ -2,18 +2,16 @@
 
 import asyncio
 import logging
-from typing import cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.deps import SettingsDep
 from app.errors import PROBLEM_JSON, problem_response
-from app.metrics import Metrics
 from app.redis_client import ThrottledLog
+from app.state import request_state
 
 router = APIRouter(prefix="/health", tags=["health"])
 logger = logging.getLogger("app.health")
@@ -42,7 +40,7 @@ async def ready(request: Request, settings: SettingsDep) -> JSONResponse:
     timeout = settings.health_check_timeout_seconds
     # Both at once: the probe takes at most one timeout, however many checks there are.
     database, redis = await asyncio.gather(
-        _check_database(request.state.engine, seconds=timeout),
+        _check_database(request_state(request)["engine"], seconds=timeout),
         _check_redis(request, seconds=timeout),
     )
     checks = {"database": database, "redis": redis}
@@ -74,12 +72,12 @@ async def _check_database(engine: AsyncEngine, *, seconds: float) -> str:
 
 
 async def _check_redis(request: Request, *, seconds: float) -> str:
-    redis = cast(Redis, request.state.redis)
+    state = request_state(request)
     try:
         async with asyncio.timeout(seconds):
-            await redis.ping()
+            await state["redis"].ping()
     except Exception as exc:  # any failure at all means "unavailable"
-        cast(Metrics, request.app.state.metrics).redis_errors.labels("health").inc()
+        state["metrics"].redis_errors.labels("health").inc()
         _redis_log.warning("Readiness check: Redis unavailable", exc)
         return "unavailable"
     return "ok"

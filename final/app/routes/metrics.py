@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.pool import QueuePool
 
-from app.metrics import Metrics
+from app.state import request_state
 
 router = APIRouter(tags=["operations"])
 
@@ -12,8 +12,8 @@ router = APIRouter(tags=["operations"])
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     """Expose the service's metrics in Prometheus text format."""
-    instruments: Metrics = request.app.state.metrics
-    pool = request.state.engine.pool
+    state = request_state(request)
+    instruments, pool = state["metrics"], state["engine"].pool
     if isinstance(pool, QueuePool):
         # Read at scrape time: the pool knows, no bookkeeping on every checkout.
         instruments.db_pool_in_use.set(pool.checkedout())

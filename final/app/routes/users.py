@@ -5,12 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
-from app.caching import invalidate_user, json_response, read_user_json
 from app.deps import AdminUser, CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
-from app.limits import enforce_api_limit
+from app.limit_policy import enforce_api_limit
 from app.repository import SessionRepository, UserRepository
-from app.revocation import forget_session_markers
 from app.schemas import UserAdminUpdate, UserCreate, UserPage, UserPublic, UserUpdate
+from app.session_markers import forget_session_markers
+from app.user_reads import invalidate_user, json_response, read_user_json
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 

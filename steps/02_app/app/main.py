@@ -2,37 +2,29 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypedDict
 
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
 from app.middleware import install_middleware
 from app.routes import health
-
-
-class State(TypedDict):
-    """What the lifespan opens once and every request reads from `request.state`."""
-
-    settings: Settings
-
-
-# --8<-- [start:lifespan]
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-    """Open the shared clients at start-up, lend them to requests, close them at shutdown."""
-    settings: Settings = app.state.settings
-    # Nothing to open yet: clients opened here are handed out in the state
-    # and closed after the yield, in reverse order.
-    yield {"settings": settings}
-
-
-# --8<-- [end:lifespan]
+from app.state import State
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; tests pass their own settings instead of patching modules."""
     settings = settings or get_settings()
+
+    # --8<-- [start:lifespan]
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
+        """Open the shared clients at start-up, lend them to requests, close them at shutdown."""
+        # Nothing to open yet: clients opened here are handed out in the state
+        # and closed after the yield, in reverse order.
+        yield {"settings": settings}
+
+    # --8<-- [end:lifespan]
+
     app = FastAPI(
         title="Workshop user service",
         version="0.1.0",
@@ -42,7 +34,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # soon as an OTel SDK is configured. Telemetry is a decision, made later.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.settings = settings
     app.include_router(health.router)
     install_middleware(app, settings)
     return app

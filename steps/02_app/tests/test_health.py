@@ -4,6 +4,7 @@ import httpx
 from fastapi import FastAPI, Request
 
 from app.config import Settings
+from app.state import request_state
 
 
 async def test_live_returns_ok(client: httpx.AsyncClient) -> None:
@@ -19,7 +20,7 @@ async def test_requests_see_the_settings_from_the_lifespan_state(
     @app.get("/test/environment")
     async def environment(request: Request) -> dict[str, str]:
         """Report the environment of the settings the request was given."""
-        request_settings: Settings = request.state.settings
+        request_settings = request_state(request)["settings"]
         assert request_settings is settings
         return {"environment": request_settings.environment}
 

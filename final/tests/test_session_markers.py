@@ -6,7 +6,8 @@ import pytest
 from redis.asyncio import Redis
 from tests.redis_fixtures import redis_paused
 
-from app.fastpath import (
+from app.ratelimit import RedisRateLimiter
+from app.session_markers import (
     REDIS_UNAVAILABLE,
     FastPathResult,
     check_request,
@@ -14,7 +15,6 @@ from app.fastpath import (
     mark_session_live,
     session_key,
 )
-from app.ratelimit import RedisRateLimiter
 
 USER_JSON = b'{"id": "u1", "email": "ada@example.com"}'
 LIMIT_KEY = "rl:api:127.0.0.1"

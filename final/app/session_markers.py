@@ -1,4 +1,4 @@
-"""The authenticated request's fast path: rate limit, session and cached user in one round trip."""
+"""Session markers in Redis: the token check's one round trip, and forgetting ended sessions."""
 
 import hashlib
 import logging
@@ -6,13 +6,15 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from fastapi import Request
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from app.ratelimit import GCRA_LUA, RateLimitDecision, decision_from_reply, period_microseconds
 from app.redis_client import REDIS_ERRORS, ThrottledLog
+from app.state import request_state
 
-logger = logging.getLogger("app.fastpath")
+logger = logging.getLogger("app.session_markers")
 _log = ThrottledLog(logger)
 
 # A live session marker's value is "<role>:<user id>": the role, so that
@@ -160,3 +162,18 @@ async def forget_sessions(
         )
         return False
     return True
+
+
+async def forget_session_markers(request: Request, session_ids: Collection[uuid.UUID]) -> None:
+    """Stop Redis vouching for these sessions: call it right AFTER the commit that ends them.
+
+    Before the commit, a request could still find the session live in
+    PostgreSQL and mark it again. If Redis is unreachable from this replica,
+    the markers stay for up to SESSION_MARKER_TTL_SECONDS, during which other
+    replicas may still admit the sessions: logged (by forget_sessions) and counted.
+    """
+    state = request_state(request)
+    ttl = state["settings"].session_marker_ttl_seconds
+    if not await forget_sessions(state["redis"], session_ids, ttl_seconds=ttl):
+        state["metrics"].session_marker_forget_failures.inc(len(session_ids))
+        state["metrics"].redis_errors.labels("fastpath").inc()

@@ -1,15 +1,13 @@
 """The user read path through the cache, and the invalidation every write to a user needs."""
 
 import uuid
-from typing import cast
 
 from fastapi import Request, Response
 from pydantic import TypeAdapter
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.cache import UserCache
 from app.repository import UserRecord, UserRepository
 from app.schemas import UserPublic
+from app.state import request_state
 
 _USER_PUBLIC = TypeAdapter(UserPublic)
 
@@ -31,15 +29,16 @@ async def read_user_json(
     user's key: a hit that costs no second look-up.
     """
 
+    state = request_state(request)
+
     async def load() -> bytes | None:
         # A session only on a miss: building and closing one costs a cached
         # read about a fifth of its time (docs/performance.md).
-        sessionmaker = cast(async_sessionmaker[AsyncSession], request.state.sessionmaker)
-        async with sessionmaker() as session:
+        async with state["sessionmaker"]() as session:
             user = await UserRepository(session).get(user_id)
         return None if user is None else public_user_json(user)
 
-    cache = cast(UserCache | None, request.state.user_cache)
+    cache = state["user_cache"]
     if cache is None:  # CACHE_ENABLED=false
         return await load()
     if prefetched is not None:
@@ -58,7 +57,7 @@ async def invalidate_user(request: Request, user_id: uuid.UUID) -> None:
     any later read sees the new one. If Redis is unavailable the entry may stay
     stale until its TTL (the cache logs and counts that).
     """
-    cache = cast(UserCache | None, request.state.user_cache)
+    cache = request_state(request)["user_cache"]
     if cache is not None:
         await cache.invalidate(str(user_id))
 

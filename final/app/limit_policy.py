@@ -2,13 +2,12 @@
 
 import hashlib
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
-from typing import cast
 
 from fastapi import HTTPException, Request, Response
 
 from app.config import RateLimit, Settings
-from app.metrics import Metrics
 from app.ratelimit import RateLimitDecision, RedisRateLimiter, rate_limit_headers
+from app.state import request_state
 
 Networks = list[IPv4Network | IPv6Network]
 
@@ -54,7 +53,7 @@ def client_address(request: Request, trusted_proxies: Networks) -> str:
 
 
 def _count(request: Request, route_class: str, decision: RateLimitDecision) -> None:
-    metrics = cast(Metrics, request.app.state.metrics)
+    metrics = request_state(request)["metrics"]
     if not decision.allowed:
         outcome = "limited"
     elif decision.degraded:
@@ -105,8 +104,8 @@ async def enforce_api_limit(request: Request, response: Response) -> None:
     Authenticated routes do not depend on this: their token check counts the
     request in the same Redis call that checks the session (app/deps.py).
     """
-    settings = cast(Settings, request.state.settings)
-    limiter = cast(RedisRateLimiter, request.state.api_limiter)
+    state = request_state(request)
+    settings, limiter = state["settings"], state["api_limiter"]
     limit = settings.rate_limit
     decision = await limiter.hit(
         api_limit_key(request, settings), limit.count, limit.period_seconds
@@ -123,8 +122,8 @@ async def enforce_login_limit(request: Request, email: str) -> None:
 
     Call it before the password is checked: a refused guess then costs no hashing.
     """
-    settings = cast(Settings, request.state.settings)
-    limiter = cast(RedisRateLimiter, request.state.login_limiter)
+    state = request_state(request)
+    settings, limiter = state["settings"], state["login_limiter"]
     client = client_address(request, settings.trusted_proxies)
     # Per client: one address trying many accounts. Per account: many addresses
     # (a botnet) trying one account. The email is hashed: keys are not a user list.
