@@ -195,3 +195,35 @@ async def committing_client(app: FastAPI, database: str) -> AsyncIterator[httpx.
             yield client
     finally:
         await delete_all_users(database)
+
+
+# --- watching the database from outside the app -------------------------------------
+
+
+@pytest.fixture
+async def observer(database: str) -> AsyncIterator[AsyncConnection]:
+    """A connection of the test's own, outside the app's pool and the test's transaction."""
+    engine = create_async_engine(database, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            yield conn
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_lock_waits(observer: AsyncConnection, count: int) -> None:
+    """Wait, within a bound, until `count` of the app's statements wait for a lock."""
+    waiting = 0
+    for _ in range(600):
+        waiting = await observer.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                " AND application_name = 'workshop-final'"
+            )
+        )
+        await observer.rollback()  # pg_stat_activity is read once per transaction
+        if waiting == count:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{waiting} of the app's statements wait for a lock, not {count}.")

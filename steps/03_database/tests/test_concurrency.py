@@ -1,46 +1,16 @@
 """Racing sign-ups for one address: the unique index, not the code, decides who wins."""
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
-from tests.conftest import delete_all_users, make_settings, open_client
+from tests.conftest import delete_all_users, make_settings, open_client, wait_for_lock_waits
 
 from app.main import create_app
 
 SIGN_UPS = 20
 SPELLINGS = ["race@example.com", "RACE@example.com", "Race@Example.com", "race@EXAMPLE.COM"]
-
-
-@pytest.fixture
-async def observer(database: str) -> AsyncIterator[AsyncConnection]:
-    """A connection of the test's own, outside the app's pool."""
-    engine = create_async_engine(database, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            yield connection
-    finally:
-        await engine.dispose()
-
-
-async def wait_for_blocked_inserts(observer: AsyncConnection, count: int) -> None:
-    """Wait (within a bound) until `count` statements of the app wait for a lock."""
-    for _ in range(600):
-        blocked = await observer.scalar(
-            text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                " AND application_name = 'workshop-final'"
-            )
-        )
-        await observer.rollback()  # pg_stat_activity is read once per transaction
-        if blocked == count:
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"Only {blocked} of {count} sign-ups reached their INSERT.")
 
 
 # --8<-- [start:race]
@@ -67,7 +37,7 @@ async def test_twenty_concurrent_sign_ups_for_one_email_create_exactly_one_user(
                     )
                     for n in range(SIGN_UPS)
                 ]
-                await wait_for_blocked_inserts(observer, SIGN_UPS)
+                await wait_for_lock_waits(observer, SIGN_UPS)
                 await lock.rollback()  # releases the lock: the inserts race
             responses = await asyncio.gather(*sign_ups)
 

@@ -7,6 +7,7 @@ import sys
 
 import asyncpg
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from tests.conftest import PROJECT_DIR, alembic_config, recreate_database
 
@@ -44,6 +45,15 @@ async def tables_and_revision(url: str) -> tuple[set[str], str | None]:
         await connection.close()
 
 
+def head_revision(url: str) -> str | None:
+    """The newest revision in migrations/versions."""
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def test_the_first_revision_is_0001(database: str) -> None:
+    assert ScriptDirectory.from_config(alembic_config(database)).get_base() == "0001"
+
+
 def test_migrations_upgrade_check_downgrade_and_upgrade_again(database: str) -> None:
     url = database_of_its_own(database, "migrations")
     asyncio.run(recreate_database(url))
@@ -56,7 +66,10 @@ def test_migrations_upgrade_check_downgrade_and_upgrade_again(database: str) -> 
     command.upgrade(config, "head")
     command.check(config)
 
-    assert asyncio.run(tables_and_revision(url)) == ({"alembic_version", "users"}, "0001")
+    assert asyncio.run(tables_and_revision(url)) == (
+        {"alembic_version", "users"},
+        head_revision(url),
+    )
 
 
 def run_alembic(*args: str, database_url: str) -> subprocess.CompletedProcess[str]:
@@ -87,4 +100,7 @@ def test_the_alembic_command_migrates_the_database_in_database_url(database: str
 
     assert upgraded.returncode == 0, upgraded.stderr
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert asyncio.run(tables_and_revision(url)) == ({"alembic_version", "users"}, "0001")
+    assert asyncio.run(tables_and_revision(url)) == (
+        {"alembic_version", "users"},
+        head_revision(url),
+    )
