@@ -81,6 +81,7 @@ async def silent_database_url() -> AsyncIterator[str]:
 
 
 async def test_ready_with_the_database_port_closed_returns_503_and_live_stays_200() -> None:
+    # The lifespan opens no connection, so the app starts while the database is down.
     app = create_app(make_settings(database_url=closed_port_url()))
 
     async for client in open_client(app):
@@ -108,21 +109,13 @@ async def test_ready_gives_up_on_a_database_that_never_answers_after_its_timeout
     async for client in open_client(app):
         # Not a speed check: a guard, so that a missing timeout fails the test
         # instead of hanging the run for an hour.
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(30):
             ready = await client.get("/health/ready")
         live = await client.get("/health/live")
 
     assert ready.status_code == 503, ready.text
     assert ready.json()["checks"] == {"database": "unavailable"}
     assert live.status_code == 200, live.text
-
-
-async def test_app_starts_while_the_database_is_down() -> None:
-    # The lifespan opens no connection: the process comes up, and readiness says why it waits.
-    app = create_app(make_settings(database_url=closed_port_url()))
-
-    async for client in open_client(app):
-        assert (await client.get("/health/live")).status_code == 200
 
 
 async def test_shutdown_closes_the_pooled_connections(database: str) -> None:
