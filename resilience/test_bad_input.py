@@ -66,6 +66,53 @@ async def test_malformed_or_mislabelled_body_gets_4xx_problem(
     await _still_serving(service)
 
 
+# Text PostgreSQL cannot store, reaching the live service over a real socket:
+# NUL, a lone surrogate (as its JSON escape, and as raw bytes in a form), and a
+# megabyte of UTF-8 just under the body limit. Each is a 422 from validation.
+_UNSTORABLE_JSON = [
+    pytest.param(
+        b'{"email": "a@example.com", "password": "12345678", "full_name": "a\\u0000b"}',
+        id="nul-in-json",
+    ),
+    pytest.param(
+        b'{"email": "a@example.com", "password": "1234\\ud8005678"}', id="lone-surrogate-escape"
+    ),
+    pytest.param(
+        json.dumps(
+            {"email": "a@example.com", "password": PASSWORD, "full_name": "\u00e9" * 500_000},
+            ensure_ascii=False,
+        ).encode(),
+        id="a-megabyte-of-utf8",
+    ),
+]
+_UNSTORABLE_FORM = [
+    pytest.param(b"username=a%00b%40example.com&password=12345678", id="nul-in-form"),
+    pytest.param(b"username=a%ED%A0%80%40example.com&password=12345678", id="surrogate-bytes"),
+]
+
+
+@pytest.mark.parametrize("body", _UNSTORABLE_JSON)
+async def test_unstorable_text_in_a_signup_gets_422(launch: Launcher, body: bytes) -> None:
+    service = await launch.service()
+    _assert_problem_4xx(await _post(service, "application/json", body), 422)
+    await _still_serving(service)
+
+
+@pytest.mark.parametrize("body", _UNSTORABLE_FORM)
+async def test_unstorable_text_in_a_login_form_gets_a_4xx(launch: Launcher, body: bytes) -> None:
+    service = await launch.service()
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Content-Length": str(len(body)),
+    }
+    head = request_head("POST", "/api/v1/auth/token", service.port, headers)
+    response = await exchange(service.port, head, [body], bound_seconds=TIMEOUT_SECONDS)
+    assert response is not None, "The connection closed without an answer."
+    assert 400 <= response.status < 500, response.describe()
+    assert response.headers.get("content-type", "").startswith(PROBLEM_JSON), response.describe()
+    await _still_serving(service)
+
+
 async def test_body_over_1_mib_with_content_length_gets_413_before_it_is_sent(
     launch: Launcher,
 ) -> None:

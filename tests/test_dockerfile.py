@@ -69,3 +69,12 @@ def test_the_image_carries_the_migrations_the_compose_file_runs(
         assert needed in copied, f"the image lacks {needed}"
     ignored = (FINAL / ".dockerignore").read_text(encoding="utf-8").split()
     assert ".env" in ignored, "a developer's .env must never reach the build context"
+
+
+def test_the_image_installs_the_project_as_a_package(
+    instructions: list[tuple[str, str]],
+) -> None:
+    runs = [arguments for keyword, arguments in instructions if keyword == "RUN"]
+    # The dependencies first (a cached layer), then the project itself without them.
+    assert any("-r pyproject.toml" in run for run in runs), runs
+    assert any(run.rstrip().endswith("--no-deps .") for run in runs), runs

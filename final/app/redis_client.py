@@ -8,6 +8,7 @@ from redis import exceptions as redis_exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.driver_info import DriverInfo
 
 # The errors that mean "Redis cannot answer right now": every caller catches exactly
 # these and falls back (PostgreSQL, the local limiter, failing open). Anything else,
@@ -29,6 +30,12 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     builtins.TimeoutError,
     OSError,
 )
+
+
+# redis-py reads its own version from the installed package's metadata (file
+# system calls) for every connection it opens, to name itself in CLIENT SETINFO.
+# Read once here, at import, instead of on the event loop under load.
+_DRIVER_INFO = DriverInfo()
 
 
 def create_redis(
@@ -57,6 +64,7 @@ def create_redis(
         # Timeouts are never retried: a slow Redis costs one socket_timeout, then
         # the caller falls back to PostgreSQL.
         retry=Retry(NoBackoff(), retries=1, supported_errors=(redis_exceptions.ConnectionError,)),
+        driver_info=_DRIVER_INFO,
     )
     # from_pool: the client owns the pool and closes it in aclose().
     return Redis.from_pool(pool)

@@ -14,9 +14,34 @@ from pydantic import (
     model_validator,
 )
 
+
+# --8<-- [start:storable]
+def _storable(text: str) -> str:
+    """Refuse text that PostgreSQL cannot store, before it reaches a query."""
+    # PostgreSQL's text types cannot hold U+0000: the driver would fail the query (a 500).
+    if "\x00" in text:
+        raise ValueError("Text cannot contain NUL (U+0000) characters.")
+    # A lone surrogate ("\ud800" in JSON) is a valid Python str but no UTF-8 at all.
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError("Text must be valid Unicode: lone surrogates are refused.") from None
+    return text
+
+
+# Every text a client sends carries this check, so it is made once, at the
+# boundary: a 422 like any other invalid field, never a driver error. Put it
+# last in an Annotated, after the length constraints.
+STORABLE = AfterValidator(_storable)
+StorableStr = Annotated[str, STORABLE]
+# --8<-- [end:storable]
+
 # Bounded on both sides and never truncated: a longer password is refused, not cut.
-Password = Annotated[str, Field(min_length=8, max_length=128)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Password = Annotated[str, Field(min_length=8, max_length=128), STORABLE]
+FullName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), STORABLE
+]
 # The whole address is stored lower-cased. RFC 5321 lets the local part be case
 # sensitive, but no mainstream provider treats it so, and one spelling per
 # person makes uniqueness and login lookups simple (the unique index on
@@ -49,7 +74,7 @@ class UserUpdate(_WriteModel):
 
     full_name: FullName | None = None
     password: Password | None = None
-    current_password: Annotated[str, Field(max_length=128)] | None = None
+    current_password: Annotated[str, Field(max_length=128), STORABLE] | None = None
 
     @model_validator(mode="after")
     def _password_change_needs_current_password(self) -> Self:
@@ -97,7 +122,7 @@ class UserPage(BaseModel):
 
 # Bounded, but loosely: anything that is not one of our refresh tokens (an
 # access token pasted by mistake, say) gets the same 401 as a spent token.
-RefreshTokenText = Annotated[str, Field(min_length=1, max_length=4096)]
+RefreshTokenText = Annotated[str, Field(min_length=1, max_length=4096), STORABLE]
 
 
 class Token(BaseModel):

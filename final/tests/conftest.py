@@ -1,10 +1,8 @@
 """Fixtures: settings -> database -> app -> client, each test inside a rolled-back transaction."""
 
 import asyncio
-import gc
-import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Receive, Scope, Send
+from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
 
 from app.config import Settings, load_settings
 from app.main import create_app
@@ -42,73 +41,23 @@ pytest_plugins = ["tests.redis_fixtures"]
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/workshop_final_test"
-# The event loop runs in debug mode (pyproject.toml); any callback holding it longer fails the test.
-SLOW_CALLBACK_SECONDS = 0.1
 
 
-# --- the event loop --------------------------------------------------------------
-
-
-def _debug_event_loop() -> asyncio.AbstractEventLoop:
-    loop = asyncio.new_event_loop()
-    loop.slow_callback_duration = SLOW_CALLBACK_SECONDS
-    return loop
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Any]:
-    """Run every async test on a loop that reports callbacks slower than SLOW_CALLBACK_SECONDS."""
-    return {"debug_loop": _debug_event_loop}
-
-
-class _BlockedLoopRecorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("Executing ") and " took " in message:
-            self.messages.append(message)
+# --- blocking calls on the event loop ----------------------------------------------
 
 
 @pytest.fixture(autouse=True)
-def fail_when_event_loop_is_blocked() -> Iterator[None]:
-    """Fail the test if asyncio's debug mode saw anything block the event loop."""
-    asyncio_logger = logging.getLogger("asyncio")
-    recorder = _BlockedLoopRecorder()
-    previous_level = asyncio_logger.level
-    asyncio_logger.setLevel(logging.WARNING)
-    asyncio_logger.addHandler(recorder)
-    try:
-        yield
-    finally:
-        asyncio_logger.removeHandler(recorder)
-        asyncio_logger.setLevel(previous_level)
-    if recorder.messages:
-        pytest.fail("The event loop was blocked: " + "; ".join(recorder.messages), pytrace=False)
+def no_blocking_calls() -> Iterator[CaughtBlockingCalls]:
+    """Fail any test in which code running on the event loop makes a blocking call.
 
-
-@pytest.fixture(scope="session", autouse=True)
-def warm_up_process() -> None:
-    """Serve one request before the tests, outside their watched loops.
-
-    A process's first request imports and compiles modules lazily (anyio's
-    asyncio backend, for one), and the first hash starts the hashing threads:
-    one-off costs, not the blocking the slow-callback check is there to catch.
+    blockbuster patches the calls that block (time.sleep, socket and file I/O,
+    os calls, lock waits) to raise BlockingError when they run inside a running
+    event loop: a blocking call is caught by what it is, however fast or busy
+    the machine is, not by how long it took. tests/blocking.py lists the few
+    calls allowed, each with its reason.
     """
-
-    async def one_request() -> None:
-        app = create_app(make_settings())
-        async for client in open_client(app):
-            await client.post("/api/v1/users", json={})
-        hasher = PasswordHasher(make_settings())
-        await asyncio.gather(hasher.hash("warm-up"), hasher.hash("warm-up"))
-
-    asyncio.run(one_request())
-    # Everything imported so far lives for the whole run: keep the garbage
-    # collector from walking it, which can pause a test's loop for ~0.1 s.
-    gc.collect()
-    gc.freeze()
+    with blocking_calls_fail() as caught:
+        yield caught
 
 
 # --- settings and database ----------------------------------------------------------

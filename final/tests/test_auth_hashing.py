@@ -7,6 +7,7 @@ from contextlib import aclosing, asynccontextmanager
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -76,8 +77,12 @@ async def _the_only_hashing_slot_taken(hasher: PasswordHasher) -> AsyncIterator[
         hasher.limiter.release_on_behalf_of(holder)
 
 
+# Each test asks for `redis` only to start on a flushed Redis database: the login
+# limit counts per client address, and every test's client is 127.0.0.1.
+
+
 async def test_twenty_concurrent_logins_at_production_cost_leave_the_loop_serving(
-    database: str,
+    database: str, redis: Redis
 ) -> None:
     # Hashing at production cost, on the app's real pool (writes are committed).
     async with _client_with_user(
@@ -96,7 +101,9 @@ async def test_twenty_concurrent_logins_at_production_cost_leave_the_loop_servin
         assert statuses == [200] * 20, statuses
 
 
-async def test_logins_beyond_the_queue_bound_get_503_with_retry_after(database: str) -> None:
+async def test_logins_beyond_the_queue_bound_get_503_with_retry_after(
+    database: str, redis: Redis
+) -> None:
     async with _client_with_user(
         database, hash_concurrency=1, hash_queue_limit=2, login_rate_limit="1000/minute"
     ) as (client, hasher, email):
@@ -114,7 +121,9 @@ async def test_logins_beyond_the_queue_bound_get_503_with_retry_after(database: 
         assert statuses == [200, 200], statuses
 
 
-async def test_a_login_waiting_to_hash_holds_no_database_connection(database: str) -> None:
+async def test_a_login_waiting_to_hash_holds_no_database_connection(
+    database: str, redis: Redis
+) -> None:
     # One pooled connection: if the queued login held it, readiness could not check PostgreSQL.
     async with _client_with_user(
         database,
@@ -134,7 +143,7 @@ async def test_a_login_waiting_to_hash_holds_no_database_connection(database: st
 
 
 async def test_a_login_refused_for_hashing_capacity_does_not_use_up_the_login_limit(
-    database: str,
+    database: str, redis: Redis
 ) -> None:
     # No queue: with the one slot taken, every login is refused at once.
     async with _client_with_user(

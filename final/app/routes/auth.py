@@ -16,7 +16,7 @@ from app.deps import (
 )
 from app.limit_policy import enforce_api_limit, enforce_login_limit
 from app.repository import SessionRepository, UserRepository
-from app.schemas import LogoutRequest, RefreshRequest, SessionPublic, Token
+from app.schemas import LogoutRequest, RefreshRequest, SessionPublic, StorableStr, Token
 from app.security import (
     RefreshToken,
     create_access_token,
@@ -68,8 +68,8 @@ async def login(
     # Not that class itself: FastAPI runs a class dependency in its thread pool,
     # and a burst of logins then had dozens of threads taking the GIL from the
     # event loop, stalling every other request (docs/performance.md).
-    username: Annotated[str, Form()],
-    password: Annotated[str, Form()],
+    username: Annotated[StorableStr, Form()],
+    password: Annotated[StorableStr, Form()],
     request: Request,
     session: SessionDep,
     settings: SettingsDep,

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from app.deps import AdminUser, CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
 from app.limit_policy import enforce_api_limit
 from app.repository import SessionRepository, UserRepository
-from app.schemas import UserAdminUpdate, UserCreate, UserPage, UserPublic, UserUpdate
+from app.schemas import (
+    STORABLE,
+    UserAdminUpdate,
+    UserCreate,
+    UserPage,
+    UserPublic,
+    UserUpdate,
+)
 from app.session_markers import forget_session_markers
 from app.user_reads import invalidate_user, json_response, read_user_json
 
@@ -132,7 +139,7 @@ async def read_user(
 async def list_users(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), STORABLE] = None,
 ) -> UserPage:
     """List users, oldest first, one page at a time (admins only)."""
     users, next_cursor = await UserRepository(session).list_page(limit=limit, cursor=cursor)

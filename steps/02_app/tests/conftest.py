@@ -1,14 +1,28 @@
 """Fixtures: settings -> app -> client, with the app's lifespan run around each test."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
+from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
 
 from app.config import Settings
 from app.main import create_app
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls() -> Iterator[CaughtBlockingCalls]:
+    """Fail any test in which code running on the event loop makes a blocking call.
+
+    blockbuster patches the calls that block (time.sleep, socket and file I/O,
+    os calls, lock waits) to raise BlockingError when they run inside a running
+    event loop: a blocking call is caught by what it is, however fast or busy
+    the machine is, not by how long it took.
+    """
+    with blocking_calls_fail() as caught:
+        yield caught
 
 
 @pytest.fixture
