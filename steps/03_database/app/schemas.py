@@ -8,35 +8,36 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 
 
 # --8<-- [start:storable]
-def _check_storable(text: str) -> str:
-    """Refuse text that PostgreSQL cannot store or UTF-8 cannot encode."""
-    # Both arrive as JSON escapes ("\u0000", "\ud800") and would otherwise fail
-    # deep down (asyncpg, the password hasher) as a 500.
+def _storable(text: str) -> str:
+    """Refuse text that PostgreSQL cannot store, before it reaches a query."""
+    # PostgreSQL's text types cannot hold U+0000: the driver would fail the query (a 500).
     if "\x00" in text:
-        raise ValueError("Text must not contain NUL characters.")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("Text must be valid Unicode, without lone surrogates.") from None
+        raise ValueError("Text cannot contain NUL (U+0000) characters.")
+    # A lone surrogate ("\ud800" in JSON) is a valid Python str but no UTF-8 at all.
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError("Text must be valid Unicode: lone surrogates are refused.") from None
     return text
 
 
-_STORABLE = AfterValidator(_check_storable)
-# Text a client sends, checked to be storable. Types with limits put them before
-# the check: pydantic applies a constraint written after a validator to the
-# validator's output, as a generic check (strip_whitespace would come too late).
-StorableStr = Annotated[str, _STORABLE]
-# Bounded on both sides and never truncated: a longer password is refused, not cut.
-Password = Annotated[str, Field(min_length=8, max_length=128), _STORABLE]
-FullName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _STORABLE
-]
+# Every text a client sends carries this check, so it is made once, at the
+# boundary: a 422 like any other invalid field, never a driver error. Put it
+# last in an Annotated, after the length constraints.
+STORABLE = AfterValidator(_storable)
+StorableStr = Annotated[str, STORABLE]
 # --8<-- [end:storable]
+
+# Bounded on both sides and never truncated: a longer password is refused, not cut.
+Password = Annotated[str, Field(min_length=8, max_length=128), STORABLE]
+FullName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), STORABLE
+]
 # The whole address is stored lower-cased. RFC 5321 lets the local part be case
 # sensitive, but no mainstream provider treats it so, and one spelling per
 # person makes uniqueness and login lookups simple (the unique index on
-# lower(email) enforces the same rule in the database). email-validator already
-# refuses NUL characters and lone surrogates in an address.
+# lower(email) enforces the same rule in the database).
 NormalisedEmail = Annotated[EmailStr, AfterValidator(str.lower)]
 
 

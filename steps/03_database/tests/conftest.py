@@ -2,7 +2,7 @@
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Receive, Scope, Send
+from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
 
 from app.config import Settings
 from app.main import create_app
@@ -29,8 +30,22 @@ from app.main import create_app
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/workshop_03_database"
 
-# TODO(blockbuster): an autouse fixture that fails any test whose code blocks
-# the event loop, in the shape final/tests/conftest.py will have.
+
+# --- blocking calls on the event loop ----------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls() -> Iterator[CaughtBlockingCalls]:
+    """Fail any test in which code running on the event loop makes a blocking call.
+
+    blockbuster patches the calls that block (time.sleep, socket and file I/O,
+    os calls, lock waits) to raise BlockingError when they run inside a running
+    event loop: a blocking call is caught by what it is, however fast or busy
+    the machine is, not by how long it took. tests/blocking.py lists the few
+    calls allowed, each with its reason.
+    """
+    with blocking_calls_fail() as caught:
+        yield caught
 
 
 # --- settings and database ----------------------------------------------------------

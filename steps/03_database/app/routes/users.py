@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from app.deps import PasswordHasherDep, SessionDep
 from app.repository import UserRepository
-from app.schemas import UserCreate, UserPage, UserPublic, UserUpdate
+from app.schemas import STORABLE, UserCreate, UserPage, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -48,7 +48,7 @@ async def read_user(user_id: uuid.UUID, session: SessionDep) -> UserPublic:
 async def list_users(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), STORABLE] = None,
 ) -> UserPage:
     """List users, oldest first, one page at a time."""
     users, next_cursor = await UserRepository(session).list_page(limit=limit, cursor=cursor)
