@@ -115,3 +115,19 @@ def test_project_tests_import_only_declared_packages(project: Path) -> None:
     used = third_party(imported_modules(project / "tests"))
     undeclared = used - importable - FRAMEWORK_MODULES - {"_pytest"}
     assert not undeclared, f"{project.name}/tests imports {undeclared} without declaring them"
+
+
+def test_step_revisions_are_finals_never_edited() -> None:
+    # Migrations are history: a revision a step ships is final/'s, byte for byte,
+    # so no later step (nor final/) can have edited it.
+    final_versions = ROOT / "final" / "migrations" / "versions"
+    for step in STEPS:
+        versions = step / "migrations" / "versions"
+        if not versions.is_dir():
+            continue
+        for revision in sorted(versions.glob("*.py")):
+            original = final_versions / revision.name
+            assert original.is_file(), f"{step.name} ships {revision.name}, which final/ lacks"
+            assert revision.read_bytes() == original.read_bytes(), (
+                f"{step.name}/migrations/versions/{revision.name} differs from final/'s"
+            )

@@ -67,6 +67,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at_text, id_text = json.loads(raw)
+        # Both are strings in every cursor encode_cursor makes; uuid.UUID(1) would
+        # raise AttributeError, which is not a sign of a bad cursor below.
+        if not isinstance(created_at_text, str) or not isinstance(id_text, str):
+            raise TypeError("cursor values are not strings")
         created_at = datetime.fromisoformat(created_at_text)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")

@@ -104,7 +104,17 @@ def test_cursor_round_trips() -> None:
 
 
 @pytest.mark.parametrize(
-    "cursor", ["", "!!!", "bm90IGpzb24", "WzEsIDJd", "WyIyMDI2LTAxLTAyIiwgIngiXQ", "é"]
+    "cursor",
+    [
+        "",
+        "!!!",
+        "bm90IGpzb24",
+        "WzEsIDJd",
+        "WyIyMDI2LTAxLTAyIiwgIngiXQ",
+        "é",
+        # ["2026-01-02T03:04:05+00:00", 1]: the right shape, an id of the wrong type.
+        "WyIyMDI2LTAxLTAyVDAzOjA0OjA1KzAwOjAwIiwgMV0",
+    ],
 )
 def test_garbage_cursor_raises_invalid_cursor(cursor: str) -> None:
     with pytest.raises(InvalidCursorError):
