@@ -147,14 +147,43 @@ class UserRepository:
         last = rows[limit - 1]
         return rows[:limit], encode_cursor(last.created_at, last.id)
 
-    async def update(self, user_id: uuid.UUID, changes: dict[str, Any]) -> UserRecord | None:
-        """Change the given columns of one user; return the new row, or None if there is none."""
+    # --8<-- [start:if_password_unchanged]
+    async def update(
+        self, user_id: uuid.UUID, changes: dict[str, Any], *, if_password_hash: str | None = None
+    ) -> UserRecord | None:
+        """Change the given columns of one user; return the new row, or None if none matched.
+
+        With if_password_hash, only an active user whose stored hash is still that
+        one matches: a write based on a password checked moments ago (Argon2 takes
+        ~100 ms) never lands on top of a password changed meanwhile.
+        """
         if not changes:
             return await self.get(user_id)
+        statement = update(User).where(User.id == user_id)
+        if if_password_hash is not None:
+            # A concurrent change's UPDATE holds the row: this one waits for its
+            # commit, then re-reads the row, and matches nothing.
+            statement = statement.where(User.password_hash == if_password_hash, User.is_active)
         # updated_at is set by the column's onupdate=now().
-        statement = update(User).where(User.id == user_id).values(**changes).returning(*_COLUMNS)
-        row = (await self.session.execute(statement)).first()
+        row = (await self.session.execute(statement.values(**changes).returning(*_COLUMNS))).first()
         return None if row is None else _record(row)
+
+    async def lock_if_password_unchanged(self, user_id: uuid.UUID, password_hash: str) -> bool:
+        """Lock an active user's row if its hash is still password_hash; return whether it is.
+
+        FOR SHARE, until the transaction ends: a password change (an UPDATE of
+        the row) waits for this transaction, then revokes what it started; a
+        change already under way makes this wait, then see the new hash. Two
+        logins of one user may hold the lock at once.
+        """
+        statement = (
+            select(User.id)
+            .where(User.id == user_id, User.password_hash == password_hash, User.is_active)
+            .with_for_update(read=True)
+        )
+        return (await self.session.execute(statement)).first() is not None
+
+    # --8<-- [end:if_password_unchanged]
 
     async def lock_active_admin_ids(self) -> list[uuid.UUID]:
         """Lock the active admins' rows and return their ids (until the transaction ends).

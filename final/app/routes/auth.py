@@ -91,10 +91,23 @@ async def login(
     valid, upgraded_hash = await hasher.verify_and_update(password, user.password_hash)
     if not valid or not user.is_active:
         raise _bad_credentials()
-    if upgraded_hash is not None:
-        # The hash used older cost parameters: the plain password is only
-        # ever here, at login, so this is the moment to upgrade it.
-        await users.update(user.id, {"password_hash": upgraded_hash})
+    # The password may have changed, or the account been deactivated, while it
+    # was hashed. The session starts only if the hash just verified is still the
+    # stored one, under a row lock held to the commit: a racing password change
+    # either comes first (and this login gets the 401 of a wrong password) or
+    # waits for this commit, and then ends this session with the others.
+    if upgraded_hash is None:
+        unchanged = await users.lock_if_password_unchanged(user.id, user.password_hash)
+    else:
+        # The hash used older cost parameters: the plain password is only ever
+        # here, at login, so this is the moment to upgrade it.
+        upgraded = {"password_hash": upgraded_hash}
+        unchanged = (
+            await users.update(user.id, upgraded, if_password_hash=user.password_hash) is not None
+        )
+    if not unchanged:
+        await session.rollback()
+        raise _bad_credentials()
     secret = new_refresh_secret()
     client = request.client
     session_id = await SessionRepository(session).create(

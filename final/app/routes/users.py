@@ -66,6 +66,11 @@ async def read_me(caller: CurrentUser, request: Request, response: Response) -> 
 # --8<-- [end:read_me]
 
 
+def _wrong_current_password() -> HTTPException:
+    return HTTPException(403, "The current password is not correct.")
+
+
+# --8<-- [start:update_me]
 @router.patch("/me")
 async def update_me(
     body: UserUpdate,
@@ -75,35 +80,49 @@ async def update_me(
     request: Request,
 ) -> UserPublic:
     """Change the authenticated user's name or password (which ends their other sessions)."""
+    users = UserRepository(session)
     # The password hash is not in what the token check returns when Redis vouched
     # for the session: a write may cost this one more query, a read never does.
-    user = caller.record or await UserRepository(session).get(caller.user_id)
+    user = caller.record or await users.get(caller.user_id)
     if user is None:
         raise HTTPException(404, _NOT_FOUND)
     await session.rollback()  # no pooled connection held while passwords are hashed (see login)
-    ended_sessions: list[uuid.UUID] = []
     changes: dict[str, object] = {}
     if "full_name" in body.model_fields_set:
         changes["full_name"] = body.full_name
+    verified_hash: str | None = None  # the hash current_password matched, if it was checked
     if body.password is not None:
         # A stolen access token alone must not be enough to take over the account.
         if body.current_password is None or not await hasher.verify(
             body.current_password, user.password_hash
         ):
-            raise HTTPException(403, "The current password is not correct.")
+            raise _wrong_current_password()
+        verified_hash = user.password_hash
         changes["password_hash"] = await hasher.hash(body.password)
+    # Only over the hash just verified: of two racing changes, the one that
+    # verified a hash the other has replaced matches nothing, and is refused.
+    updated = await users.update(user.id, changes, if_password_hash=verified_hash)
+    if updated is None:
+        await session.rollback()
+        if verified_hash is not None:
+            raise _wrong_current_password()
+        raise HTTPException(404, _NOT_FOUND)
+    ended_sessions: list[uuid.UUID] = []
+    if verified_hash is not None:
         # Whoever else holds a session (perhaps the reason for the change) is
-        # logged out; the device making the change stays logged in.
+        # logged out; the device making the change stays logged in. After the
+        # UPDATE, not before: it waited for any login holding the row, so that
+        # login's session is committed by now and ends here with the others.
         ended_sessions = await SessionRepository(session).revoke_all(
             user.id, keep=caller.session_id
         )
-    updated = await UserRepository(session).update(user.id, changes)
-    if updated is None:
-        raise HTTPException(404, _NOT_FOUND)
     await session.commit()
     await invalidate_user(request, user.id)
     await forget_session_markers(request, ended_sessions)
     return UserPublic.model_validate(updated)
+
+
+# --8<-- [end:update_me]
 
 
 # --8<-- [start:read_user]
