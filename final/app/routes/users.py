@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from app.deps import AdminUser, CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
-from app.limit_policy import enforce_api_limit
+from app.limit_policy import enforce_api_limit, enforce_login_limit
 from app.repository import SessionRepository, UserRepository
 from app.schemas import UserAdminUpdate, UserCreate, UserPage, UserPublic, UserUpdate
 from app.session_markers import forget_session_markers
@@ -92,6 +92,10 @@ async def update_me(
         changes["full_name"] = body.full_name
     verified_hash: str | None = None  # the hash current_password matched, if it was checked
     if body.password is not None:
+        # Checking current_password is a login attempt by another route: it counts
+        # against the same limit (this account, this client), before any hashing,
+        # or a stolen access token could guess the password at hashing speed.
+        await enforce_login_limit(request, user.email)
         # A stolen access token alone must not be enough to take over the account.
         if body.current_password is None or not await hasher.verify(
             body.current_password, user.password_hash
