@@ -88,13 +88,18 @@ async def lock_holder(database: str) -> AsyncIterator[LockHolder]:
         await engine.dispose()
 
 
-async def delete_users(database: str, *emails: str) -> None:
-    """Delete committed users by email (their sessions go with them, ON DELETE CASCADE)."""
+async def execute_committed(database: str, sql: str, **parameters: Any) -> None:
+    """Run one statement on a connection of its own, and commit it."""
     engine = create_async_engine(database, poolclass=NullPool)
     try:
         async with engine.begin() as connection:
-            await connection.execute(
-                text("DELETE FROM users WHERE email = ANY(:emails)"), {"emails": list(emails)}
-            )
+            await connection.execute(text(sql), parameters)
     finally:
         await engine.dispose()
+
+
+async def delete_users(database: str, *emails: str) -> None:
+    """Delete committed users by email (their sessions go with them, ON DELETE CASCADE)."""
+    await execute_committed(
+        database, "DELETE FROM users WHERE email = ANY(:emails)", emails=list(emails)
+    )

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
-from app.deps import AdminUser, CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
+from app.deps import CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
 from app.limit_policy import enforce_api_limit, enforce_login_limit
 from app.repository import SessionRepository, UserRepository
 from app.schemas import UserAdminUpdate, UserCreate, UserPage, UserPublic, UserUpdate
@@ -18,9 +18,15 @@ _NOT_FOUND = "No user with this id exists."
 
 
 # --8<-- [start:last_admin]
-async def _refuse_removing_last_admin(users: UserRepository, admin_id: uuid.UUID) -> None:
-    """Raise 409 if this admin is the only active one: nobody could administer the service after."""
-    if await users.lock_active_admin_ids() == [admin_id]:
+async def _refuse_removing_last_admin(users: UserRepository, target_id: uuid.UUID) -> None:
+    """Raise 409 if the target is the only active admin: nobody could administer the service after.
+
+    Called before every change that could remove an admin, whoever makes it: two
+    admins removing each other at once each see the other still in place unless
+    the active admins' rows are locked. A target that is not an active admin
+    passes (the lock still costs one short query).
+    """
+    if await users.lock_active_admin_ids() == [target_id]:
         raise HTTPException(409, "This is the last active administrator; make another one first.")
 
 
@@ -162,18 +168,18 @@ async def list_users(
     return UserPage(items=[UserPublic.model_validate(u) for u in users], next_cursor=next_cursor)
 
 
-@router.patch("/{user_id}")
+@router.patch("/{user_id}", dependencies=[Depends(get_admin_user)])
 async def update_user(
     user_id: uuid.UUID,
     body: UserAdminUpdate,
-    admin: AdminUser,
     session: SessionDep,
     request: Request,
 ) -> UserPublic:
     """Change a user's name, active flag or admin flag (admins only)."""
     users, sessions = UserRepository(session), SessionRepository(session)
-    if user_id == admin.user_id and (body.is_admin is False or body.is_active is False):
-        await _refuse_removing_last_admin(users, admin.user_id)
+    # Whoever the target is, yourself or another admin.
+    if body.is_admin is False or body.is_active is False:
+        await _refuse_removing_last_admin(users, user_id)
     updated = await users.update(user_id, body.model_dump(exclude_unset=True))
     if updated is None:
         raise HTTPException(404, _NOT_FOUND)
@@ -199,8 +205,7 @@ async def delete_user(
     if user_id != caller.user_id and not caller.is_admin:
         raise HTTPException(404, _NOT_FOUND)
     users = UserRepository(session)
-    if user_id == caller.user_id and caller.is_admin:
-        await _refuse_removing_last_admin(users, caller.user_id)
+    await _refuse_removing_last_admin(users, user_id)
     # ON DELETE CASCADE removes the user's sessions, so their tokens die with them;
     # their ids are read first, to forget their markers after the commit.
     ended_sessions = await SessionRepository(session).live_ids(user_id)
