@@ -283,15 +283,40 @@ class SessionRepository:
 
         One conditional UPDATE: of concurrent refreshes with one token, the row
         lock lets exactly one match; the others see the new hash and get None.
+        The replaced hash is kept, so that its token is recognised if it comes back.
         """
         statement = (
             update(AuthSession)
             .where(AuthSession.id == session_id, AuthSession.refresh_token_hash == old_hash, *_LIVE)
             .where(AuthSession.user_id == User.id, User.is_active)
-            .values(refresh_token_hash=new_hash, last_used_at=func.now())
+            # SET reads the row as it was before the UPDATE: the hash being replaced.
+            .values(
+                previous_refresh_token_hash=AuthSession.refresh_token_hash,
+                refresh_token_hash=new_hash,
+                last_used_at=func.now(),
+            )
             .returning(AuthSession.user_id)
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def revoke_on_replay(self, session_id: uuid.UUID, presented_hash: str) -> bool:
+        """Revoke a live session if presented_hash is its previous token's; return whether it was.
+
+        Only a secret that was valid once proves a token was copied: anything
+        else is a guess by someone who read the session id (every access token
+        carries it), and must not be able to end the session.
+        """
+        statement = (
+            update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.previous_refresh_token_hash == presented_hash,
+                *_LIVE,
+            )
+            .values(revoked_at=func.now())
+            .returning(AuthSession.id)
+        )
+        return (await self.session.execute(statement)).first() is not None
 
     # --8<-- [end:rotate]
 

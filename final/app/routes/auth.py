@@ -137,18 +137,20 @@ async def refresh(
     if presented is None:
         raise invalid_token()
     sessions = SessionRepository(session)
-    secret = new_refresh_secret()
+    presented_hash, secret = hash_refresh_secret(presented.secret), new_refresh_secret()
     user_id = await sessions.rotate(
-        presented.session_id, hash_refresh_secret(presented.secret), hash_refresh_secret(secret)
+        presented.session_id, presented_hash, hash_refresh_secret(secret)
     )
     if user_id is None:
-        # The session exists but this secret is not its current one: a spent
-        # token came back. Either its thief or its owner is replaying it, and
-        # we cannot tell which, so the whole family dies, newer tokens included.
-        # (A revoked, expired or unknown session matches nothing here.)
-        revoked = await sessions.revoke(presented.session_id)
+        # Not the current secret. If it is the one the current secret replaced,
+        # a spent token came back: either its thief or its owner is replaying it,
+        # and we cannot tell which, so the whole family dies, newer tokens
+        # included. Any other secret proves nothing (the session id is in every
+        # access token), so it changes nothing. (A revoked, expired or unknown
+        # session matches nothing here.)
+        replayed = await sessions.revoke_on_replay(presented.session_id, presented_hash)
         await session.commit()
-        if revoked:
+        if replayed:
             await forget_session_markers(request, [presented.session_id])
         raise invalid_token()
     await session.commit()
