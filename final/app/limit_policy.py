@@ -118,9 +118,11 @@ async def enforce_api_limit(request: Request, response: Response) -> None:
 
 # --8<-- [start:login_limit]
 async def enforce_login_limit(request: Request, email: str) -> None:
-    """Count a login attempt against its client and its account (LOGIN_RATE_LIMIT); 429 past it.
+    """Count a password check against its client and its account (LOGIN_RATE_LIMIT); 429 past it.
 
-    Call it before the password is checked: a refused guess then costs no hashing.
+    Every place that checks a password calls it (the login, and a password
+    change's current_password), before the check: a refused guess then costs no
+    hashing.
     """
     state = request_state(request)
     settings, limiter = state["settings"], state["login_limiter"]

@@ -50,6 +50,9 @@ class AuthSession(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     # SHA-256 (hex) of the current refresh secret; the secret itself is never stored.
     refresh_token_hash: Mapped[str] = mapped_column(String(64))
+    # The same of the secret it replaced (none before the first refresh): what
+    # tells a spent token coming back, a true replay, from a guess.
+    previous_refresh_token_hash: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(200))
     # The client address as the server saw it (a proxy's, unless it forwards the client's).
     ip: Mapped[str | None] = mapped_column(String(64))

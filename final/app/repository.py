@@ -151,14 +151,43 @@ class UserRepository:
         last = rows[limit - 1]
         return rows[:limit], encode_cursor(last.created_at, last.id)
 
-    async def update(self, user_id: uuid.UUID, changes: dict[str, Any]) -> UserRecord | None:
-        """Change the given columns of one user; return the new row, or None if there is none."""
+    # --8<-- [start:if_password_unchanged]
+    async def update(
+        self, user_id: uuid.UUID, changes: dict[str, Any], *, if_password_hash: str | None = None
+    ) -> UserRecord | None:
+        """Change the given columns of one user; return the new row, or None if none matched.
+
+        With if_password_hash, only an active user whose stored hash is still that
+        one matches: a write based on a password checked moments ago (Argon2 takes
+        ~100 ms) never lands on top of a password changed meanwhile.
+        """
         if not changes:
             return await self.get(user_id)
+        statement = update(User).where(User.id == user_id)
+        if if_password_hash is not None:
+            # A concurrent change's UPDATE holds the row: this one waits for its
+            # commit, then re-reads the row, and matches nothing.
+            statement = statement.where(User.password_hash == if_password_hash, User.is_active)
         # updated_at is set by the column's onupdate=now().
-        statement = update(User).where(User.id == user_id).values(**changes).returning(*_COLUMNS)
-        row = (await self.session.execute(statement)).first()
+        row = (await self.session.execute(statement.values(**changes).returning(*_COLUMNS))).first()
         return None if row is None else _record(row)
+
+    async def lock_if_password_unchanged(self, user_id: uuid.UUID, password_hash: str) -> bool:
+        """Lock an active user's row if its hash is still password_hash; return whether it is.
+
+        FOR SHARE, until the transaction ends: a password change (an UPDATE of
+        the row) waits for this transaction, then revokes what it started; a
+        change already under way makes this wait, then see the new hash. Two
+        logins of one user may hold the lock at once.
+        """
+        statement = (
+            select(User.id)
+            .where(User.id == user_id, User.password_hash == password_hash, User.is_active)
+            .with_for_update(read=True)
+        )
+        return (await self.session.execute(statement)).first() is not None
+
+    # --8<-- [end:if_password_unchanged]
 
     async def lock_active_admin_ids(self) -> list[uuid.UUID]:
         """Lock the active admins' rows and return their ids (until the transaction ends).
@@ -258,15 +287,40 @@ class SessionRepository:
 
         One conditional UPDATE: of concurrent refreshes with one token, the row
         lock lets exactly one match; the others see the new hash and get None.
+        The replaced hash is kept, so that its token is recognised if it comes back.
         """
         statement = (
             update(AuthSession)
             .where(AuthSession.id == session_id, AuthSession.refresh_token_hash == old_hash, *_LIVE)
             .where(AuthSession.user_id == User.id, User.is_active)
-            .values(refresh_token_hash=new_hash, last_used_at=func.now())
+            # SET reads the row as it was before the UPDATE: the hash being replaced.
+            .values(
+                previous_refresh_token_hash=AuthSession.refresh_token_hash,
+                refresh_token_hash=new_hash,
+                last_used_at=func.now(),
+            )
             .returning(AuthSession.user_id)
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def revoke_on_replay(self, session_id: uuid.UUID, presented_hash: str) -> bool:
+        """Revoke a live session if presented_hash is its previous token's; return whether it was.
+
+        Only a secret that was valid once proves a token was copied: anything
+        else is a guess by someone who read the session id (every access token
+        carries it), and must not be able to end the session.
+        """
+        statement = (
+            update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.previous_refresh_token_hash == presented_hash,
+                *_LIVE,
+            )
+            .values(revoked_at=func.now())
+            .returning(AuthSession.id)
+        )
+        return (await self.session.execute(statement)).first() is not None
 
     # --8<-- [end:rotate]
 

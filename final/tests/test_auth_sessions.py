@@ -4,10 +4,13 @@ import asyncio
 import uuid
 
 import httpx
+import jwt
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from tests.conftest import PASSWORD, TokenFactory, UserFactory, assert_problem, bearer
+
+from app.security import new_refresh_secret
 
 AUTH = "/api/v1/auth"
 ME = "/api/v1/users/me"
@@ -61,6 +64,23 @@ async def test_replay_revokes_only_that_session_not_the_users_others(
     await _refresh(client, stolen.refresh_token)
     await _refresh(client, stolen.refresh_token)
     assert await _is_accepted(client, other_device.access_token)
+
+
+async def test_a_secret_that_was_never_valid_returns_401_and_leaves_the_session_alive(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    first = await token_pair(await user())
+    # The session id is no secret: every access token carries it, readable by anyone.
+    session_id = jwt.decode(first.access_token, options={"verify_signature": False})["sid"]
+    for guess in ("junk", new_refresh_secret()):
+        assert_problem(await _refresh(client, f"{session_id}.{guess}"), 401)
+    assert await _is_accepted(client, first.access_token)
+    second = await _refresh(client, first.refresh_token)
+    assert second.status_code == 200, second.text
+    # Once rotated too: only the secret that was current before counts as a replay.
+    assert_problem(await _refresh(client, f"{session_id}.{new_refresh_secret()}"), 401)
+    assert await _is_accepted(client, second.json()["access_token"])
+    assert (await _refresh(client, second.json()["refresh_token"])).status_code == 200
 
 
 async def test_refresh_with_forged_or_malformed_token_returns_401(

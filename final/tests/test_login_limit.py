@@ -6,11 +6,22 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from tests.conftest import PASSWORD, UserFactory, assert_problem, make_settings, open_client
+from tests.conftest import (
+    PASSWORD,
+    TokenFactory,
+    UserFactory,
+    assert_problem,
+    bearer,
+    make_settings,
+    open_client,
+)
 
 from app.config import Settings
 from app.main import create_app
+from app.models import User
+from app.security import PasswordHasher
 
 # Every test starts from a flushed Redis: no count leaks in from another test.
 pytestmark = pytest.mark.usefixtures("redis")
@@ -21,10 +32,15 @@ WRONG_PASSWORD = "not the password"
 
 @asynccontextmanager
 async def running(
-    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    hasher: PasswordHasher | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a fresh app built with these settings."""
-    async for client in open_client(create_app(settings), {"sessionmaker": sessionmaker}):
+    """A client of a fresh app built with these settings (and this hasher, if given)."""
+    overrides: dict[str, Any] = {"sessionmaker": sessionmaker}
+    if hasher is not None:
+        overrides["password_hasher"] = hasher
+    async for client in open_client(create_app(settings), overrides):
         yield client
 
 
@@ -32,6 +48,29 @@ async def log_in(
     client: httpx.AsyncClient, email: str, password: str = WRONG_PASSWORD, **options: Any
 ) -> httpx.Response:
     return await client.post(TOKEN, data={"username": email, "password": password}, **options)
+
+
+async def change_password(
+    client: httpx.AsyncClient, access_token: str, current_password: str = WRONG_PASSWORD
+) -> httpx.Response:
+    return await client.patch(
+        "/api/v1/users/me",
+        headers=bearer(access_token),
+        json={"password": "a brand new passphrase", "current_password": current_password},
+    )
+
+
+class CountingHasher(PasswordHasher):
+    """The app's hasher, counting the password checks it runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.checks = 0
+
+    async def verify(self, password: str, password_hash: str) -> bool:
+        """Check a password, and count the check."""
+        self.checks += 1
+        return await super().verify(password, password_hash)
 
 
 async def test_the_login_after_the_limit_gets_429_with_retry_after(
@@ -98,3 +137,60 @@ async def test_without_redis_logins_are_still_limited_by_the_process(
 
     assert seen == [401, 401, 429]
     assert 'rate_limit_decisions_total{outcome="limited",route_class="login"} 1.0' in metrics
+
+
+# --- every password check counts: current_password too ------------------------------
+
+
+async def test_guessing_current_password_runs_into_the_login_limit_and_refusals_cost_no_hash(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    user: UserFactory,
+    token_pair: TokenFactory,
+) -> None:
+    ada = await user("ada@example.com")
+    device = await token_pair(ada)
+    settings = make_settings(login_rate_limit="5/minute")
+    hasher = CountingHasher(settings)
+    async with running(settings, sessionmaker, hasher) as client:
+        guesses = [await change_password(client, device.access_token) for _ in range(30)]
+        right = await change_password(client, device.access_token, PASSWORD)
+
+    assert [r.status_code for r in guesses] == [403] * 5 + [429] * 25
+    assert guesses[-1].headers["ratelimit-policy"] == '"login";q=5;w=60'
+    assert_problem(right, 429)  # even the right one, as on the login route
+    assert hasher.checks == 5  # a refused guess is never hashed
+    stored = await session.scalar(select(User.password_hash).where(User.id == ada.id))
+    assert stored == ada.password_hash
+
+
+async def test_wrong_logins_from_elsewhere_use_up_the_accounts_count_for_current_password(
+    sessionmaker: async_sessionmaker[AsyncSession], user: UserFactory, token_pair: TokenFactory
+) -> None:
+    ada = await user("ada@example.com")
+    device = await token_pair(ada)
+    settings = make_settings(login_rate_limit="2/minute", trusted_proxies="127.0.0.1")
+    async with running(settings, sessionmaker) as client:
+        for n in range(2):
+            await log_in(client, ada.email, headers={"X-Forwarded-For": f"203.0.113.{n}"})
+        # The device is somewhere else again: only the account's count is spent.
+        r = await client.patch(
+            "/api/v1/users/me",
+            headers={**bearer(device.access_token), "X-Forwarded-For": "198.51.100.7"},
+            json={"password": "a brand new passphrase", "current_password": PASSWORD},
+        )
+
+    assert_problem(r, 429)
+
+
+async def test_wrong_logins_for_other_accounts_use_up_the_clients_count_for_current_password(
+    sessionmaker: async_sessionmaker[AsyncSession], user: UserFactory, token_pair: TokenFactory
+) -> None:
+    ada = await user("ada@example.com")
+    device = await token_pair(ada)
+    async with running(make_settings(login_rate_limit="2/minute"), sessionmaker) as client:
+        for n in range(2):
+            await log_in(client, f"someone{n}@example.com")
+        r = await change_password(client, device.access_token, PASSWORD)
+
+    assert_problem(r, 429)

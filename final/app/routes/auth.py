@@ -91,10 +91,23 @@ async def login(
     valid, upgraded_hash = await hasher.verify_and_update(password, user.password_hash)
     if not valid or not user.is_active:
         raise _bad_credentials()
-    if upgraded_hash is not None:
-        # The hash used older cost parameters: the plain password is only
-        # ever here, at login, so this is the moment to upgrade it.
-        await users.update(user.id, {"password_hash": upgraded_hash})
+    # The password may have changed, or the account been deactivated, while it
+    # was hashed. The session starts only if the hash just verified is still the
+    # stored one, under a row lock held to the commit: a racing password change
+    # either comes first (and this login gets the 401 of a wrong password) or
+    # waits for this commit, and then ends this session with the others.
+    if upgraded_hash is None:
+        unchanged = await users.lock_if_password_unchanged(user.id, user.password_hash)
+    else:
+        # The hash used older cost parameters: the plain password is only ever
+        # here, at login, so this is the moment to upgrade it.
+        upgraded = {"password_hash": upgraded_hash}
+        unchanged = (
+            await users.update(user.id, upgraded, if_password_hash=user.password_hash) is not None
+        )
+    if not unchanged:
+        await session.rollback()
+        raise _bad_credentials()
     secret = new_refresh_secret()
     client = request.client
     session_id = await SessionRepository(session).create(
@@ -124,18 +137,20 @@ async def refresh(
     if presented is None:
         raise invalid_token()
     sessions = SessionRepository(session)
-    secret = new_refresh_secret()
+    presented_hash, secret = hash_refresh_secret(presented.secret), new_refresh_secret()
     user_id = await sessions.rotate(
-        presented.session_id, hash_refresh_secret(presented.secret), hash_refresh_secret(secret)
+        presented.session_id, presented_hash, hash_refresh_secret(secret)
     )
     if user_id is None:
-        # The session exists but this secret is not its current one: a spent
-        # token came back. Either its thief or its owner is replaying it, and
-        # we cannot tell which, so the whole family dies, newer tokens included.
-        # (A revoked, expired or unknown session matches nothing here.)
-        revoked = await sessions.revoke(presented.session_id)
+        # Not the current secret. If it is the one the current secret replaced,
+        # a spent token came back: either its thief or its owner is replaying it,
+        # and we cannot tell which, so the whole family dies, newer tokens
+        # included. Any other secret proves nothing (the session id is in every
+        # access token), so it changes nothing. (A revoked, expired or unknown
+        # session matches nothing here.)
+        replayed = await sessions.revoke_on_replay(presented.session_id, presented_hash)
         await session.commit()
-        if revoked:
+        if replayed:
             await forget_session_markers(request, [presented.session_id])
         raise invalid_token()
     await session.commit()

@@ -5,8 +5,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
-from app.deps import AdminUser, CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
-from app.limit_policy import enforce_api_limit
+from app.deps import CurrentUser, PasswordHasherDep, SessionDep, get_admin_user
+from app.limit_policy import enforce_api_limit, enforce_login_limit
 from app.repository import SessionRepository, UserRepository
 from app.schemas import (
     STORABLE,
@@ -25,9 +25,15 @@ _NOT_FOUND = "No user with this id exists."
 
 
 # --8<-- [start:last_admin]
-async def _refuse_removing_last_admin(users: UserRepository, admin_id: uuid.UUID) -> None:
-    """Raise 409 if this admin is the only active one: nobody could administer the service after."""
-    if await users.lock_active_admin_ids() == [admin_id]:
+async def _refuse_removing_last_admin(users: UserRepository, target_id: uuid.UUID) -> None:
+    """Raise 409 if the target is the only active admin: nobody could administer the service after.
+
+    Called before every change that could remove an admin, whoever makes it: two
+    admins removing each other at once each see the other still in place unless
+    the active admins' rows are locked. A target that is not an active admin
+    passes (the lock still costs one short query).
+    """
+    if await users.lock_active_admin_ids() == [target_id]:
         raise HTTPException(409, "This is the last active administrator; make another one first.")
 
 
@@ -73,6 +79,11 @@ async def read_me(caller: CurrentUser, request: Request, response: Response) -> 
 # --8<-- [end:read_me]
 
 
+def _wrong_current_password() -> HTTPException:
+    return HTTPException(403, "The current password is not correct.")
+
+
+# --8<-- [start:update_me]
 @router.patch("/me")
 async def update_me(
     body: UserUpdate,
@@ -82,35 +93,53 @@ async def update_me(
     request: Request,
 ) -> UserPublic:
     """Change the authenticated user's name or password (which ends their other sessions)."""
+    users = UserRepository(session)
     # The password hash is not in what the token check returns when Redis vouched
     # for the session: a write may cost this one more query, a read never does.
-    user = caller.record or await UserRepository(session).get(caller.user_id)
+    user = caller.record or await users.get(caller.user_id)
     if user is None:
         raise HTTPException(404, _NOT_FOUND)
     await session.rollback()  # no pooled connection held while passwords are hashed (see login)
-    ended_sessions: list[uuid.UUID] = []
     changes: dict[str, object] = {}
     if "full_name" in body.model_fields_set:
         changes["full_name"] = body.full_name
+    verified_hash: str | None = None  # the hash current_password matched, if it was checked
     if body.password is not None:
+        # Checking current_password is a login attempt by another route: it counts
+        # against the same limit (this account, this client), before any hashing,
+        # or a stolen access token could guess the password at hashing speed.
+        await enforce_login_limit(request, user.email)
         # A stolen access token alone must not be enough to take over the account.
         if body.current_password is None or not await hasher.verify(
             body.current_password, user.password_hash
         ):
-            raise HTTPException(403, "The current password is not correct.")
+            raise _wrong_current_password()
+        verified_hash = user.password_hash
         changes["password_hash"] = await hasher.hash(body.password)
+    # Only over the hash just verified: of two racing changes, the one that
+    # verified a hash the other has replaced matches nothing, and is refused.
+    updated = await users.update(user.id, changes, if_password_hash=verified_hash)
+    if updated is None:
+        await session.rollback()
+        if verified_hash is not None:
+            raise _wrong_current_password()
+        raise HTTPException(404, _NOT_FOUND)
+    ended_sessions: list[uuid.UUID] = []
+    if verified_hash is not None:
         # Whoever else holds a session (perhaps the reason for the change) is
-        # logged out; the device making the change stays logged in.
+        # logged out; the device making the change stays logged in. After the
+        # UPDATE, not before: it waited for any login holding the row, so that
+        # login's session is committed by now and ends here with the others.
         ended_sessions = await SessionRepository(session).revoke_all(
             user.id, keep=caller.session_id
         )
-    updated = await UserRepository(session).update(user.id, changes)
-    if updated is None:
-        raise HTTPException(404, _NOT_FOUND)
     await session.commit()
     await invalidate_user(request, user.id)
     await forget_session_markers(request, ended_sessions)
     return UserPublic.model_validate(updated)
+
+
+# --8<-- [end:update_me]
 
 
 # --8<-- [start:read_user]
@@ -146,18 +175,18 @@ async def list_users(
     return UserPage(items=[UserPublic.model_validate(u) for u in users], next_cursor=next_cursor)
 
 
-@router.patch("/{user_id}")
+@router.patch("/{user_id}", dependencies=[Depends(get_admin_user)])
 async def update_user(
     user_id: uuid.UUID,
     body: UserAdminUpdate,
-    admin: AdminUser,
     session: SessionDep,
     request: Request,
 ) -> UserPublic:
     """Change a user's name, active flag or admin flag (admins only)."""
     users, sessions = UserRepository(session), SessionRepository(session)
-    if user_id == admin.user_id and (body.is_admin is False or body.is_active is False):
-        await _refuse_removing_last_admin(users, admin.user_id)
+    # Whoever the target is, yourself or another admin.
+    if body.is_admin is False or body.is_active is False:
+        await _refuse_removing_last_admin(users, user_id)
     updated = await users.update(user_id, body.model_dump(exclude_unset=True))
     if updated is None:
         raise HTTPException(404, _NOT_FOUND)
@@ -183,8 +212,7 @@ async def delete_user(
     if user_id != caller.user_id and not caller.is_admin:
         raise HTTPException(404, _NOT_FOUND)
     users = UserRepository(session)
-    if user_id == caller.user_id and caller.is_admin:
-        await _refuse_removing_last_admin(users, caller.user_id)
+    await _refuse_removing_last_admin(users, user_id)
     # ON DELETE CASCADE removes the user's sessions, so their tokens die with them;
     # their ids are read first, to forget their markers after the commit.
     ended_sessions = await SessionRepository(session).live_ids(user_id)

@@ -23,6 +23,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("refresh_token_hash", sa.String(length=64), nullable=False),
+        sa.Column("previous_refresh_token_hash", sa.String(length=64), nullable=True),
         sa.Column("user_agent", sa.String(length=200), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
         sa.Column(
