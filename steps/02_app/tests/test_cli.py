@@ -59,7 +59,8 @@ def test_reads_the_env_file_in_the_working_directory(tmp_path: Path) -> None:
     result = run_app(tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert "LOG_FORMAT     console" in result.stdout
+    lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
+    assert lines["LOG_FORMAT"] == "console"
 
 
 @pytest.mark.parametrize(
