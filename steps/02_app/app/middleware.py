@@ -55,7 +55,8 @@ class RequestIdMiddleware:
                 _response_headers(message)["X-Request-ID"] = request_id
             await send(message)
 
-        # Set in this task, so the route, its dependencies and the logs all see it.
+        # The route, its dependencies and the log lines read the id from here; the
+        # reset keeps it out of whatever this task runs after the request.
         token = request_id_var.set(request_id)
         try:
             await self.app(scope, receive, send_with_request_id)
