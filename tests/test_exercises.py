@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from clones import Result, fresh_clone, learner_environment, run_script
-from helpers import ROOT, STEPS
+from helpers import DOCS, ROOT, STEPS
 
 EXERCISES = sorted(
     path
@@ -61,9 +61,13 @@ def test_every_step_has_exercises() -> None:
 
 
 @pytest.mark.parametrize("exercise", EXERCISES, ids=exercise_id)
-def test_exercise_has_its_test_and_its_answer(exercise: Path) -> None:
+def test_exercise_has_its_test_its_answer_and_its_place_on_the_page(exercise: Path) -> None:
+    step = exercise.parent.parent.name
     assert (exercise / f"test_{exercise.name}.py").is_file()
     assert (exercise / "answer.patch").is_file()
+    page = (DOCS / "steps" / f"{step}.md").read_text(encoding="utf-8")
+    assert f'./workshop -s "step({step})" -- exercises/{exercise.name}' in page
+    assert f"steps/{step}/exercises/{exercise.name}/answer.patch" in page
 
 
 @pytest.mark.parametrize("step", STEPS, ids=lambda path: path.name)

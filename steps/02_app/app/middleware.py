@@ -206,7 +206,6 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-# --8<-- [start:install]
 def install_middleware(app: FastAPI, settings: Settings) -> None:
     """Wrap the app in its middleware, in the order the comments below explain."""
     # Each add_middleware call wraps everything added before it, so they are
@@ -233,6 +232,3 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(ServerTimingMiddleware)
     # 1. Outermost: every response from the stack carries the id.
     app.add_middleware(RequestIdMiddleware)
-
-
-# --8<-- [end:install]
