@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import PROJECTS, ROOT, STEPS, load_toml
+from helpers import PROJECTS, STEPS, load_toml
 
 # Packages a project needs at run time without importing them, and why.
 RUNTIME_ONLY = {
