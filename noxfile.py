@@ -2,14 +2,11 @@
 
 `nox` alone runs every step, `final`, `repo`, `lint`, `typecheck` and `docs`;
 `nox --list` shows them all. Arguments after `--` go to the tool a session runs
-(`nox -s final -- -k login -x` passes `-k login -x` to pytest). Each step also
-has `run(NN_name)`, which runs its app, and `venv(NN_name)`, which makes its
-environment for an editor or a shell; neither is part of the test run.
+(`nox -s final -- -k login -x` passes `-k login -x` to pytest).
 """
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from pathlib import Path
@@ -26,7 +23,6 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
 STEPS = sorted(path.parent for path in ROOT.glob("steps/*/pyproject.toml"))
-STEP_IDS = [nox.param(path.name, id=path.name) for path in STEPS]
 FINAL = ROOT / "final"
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
@@ -35,8 +31,6 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 FINAL_REDIS_DB = 9
 RESILIENCE_REDIS_DB = 10
 BENCH_REDIS_DB = 12
-# `run(NN_name)` sessions share one: a learner runs one step's app at a time.
-RUN_REDIS_DB = 11
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -53,19 +47,14 @@ def requirement_names(specifiers: list[str]) -> set[str]:
     return {re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower() for spec in specifiers}
 
 
-def servers_needed(specifiers: list[str]) -> dict[str, bool]:
-    """Say which servers a project reaches, from its dependencies (keywords of `provide`)."""
-    names = requirement_names(specifiers)
-    # A project reaches PostgreSQL only once it depends on the driver, and
-    # Redis once it depends on the client: earlier steps start no servers.
-    return {"postgres": "asyncpg" in names, "redis": "redis" in names}
-
-
 def run_project_tests(session: nox.Session, project: Path, *, database: str, redis_db: int) -> None:
     """Install a project with its test group and run its tests against its own servers."""
     deps = requirements(project, "test")
     session.install(*deps)
-    with services.provide(**servers_needed(deps)) as found:
+    names = requirement_names(deps)
+    # A project reaches PostgreSQL only once it depends on the driver, and
+    # Redis once it depends on the client: earlier steps start no servers.
+    with services.provide(postgres="asyncpg" in names, redis="redis" in names) as found:
         env: dict[str, str] = {}
         if found.postgres:
             env["DATABASE_URL"] = found.database_url(database)
@@ -76,59 +65,11 @@ def run_project_tests(session: nox.Session, project: Path, *, database: str, red
 
 
 @nox.session
-@nox.parametrize("step", STEP_IDS)
+@nox.parametrize("step", [nox.param(path.name, id=path.name) for path in STEPS])
 def step(session: nox.Session, step: str) -> None:
     """Run one step's tests (all steps without an id: `nox -s step`)."""
     number = int(step.split("_", 1)[0])
     run_project_tests(session, ROOT / "steps" / step, database=f"workshop_{step}", redis_db=number)
-
-
-# reuse_venv: a restart should not rebuild the environment from scratch
-# (installing still runs, so a new dependency arrives).
-@nox.session(default=False, reuse_venv=True)
-@nox.parametrize("step", STEP_IDS)
-def run(session: nox.Session, step: str) -> None:
-    """Run one step's app on http://127.0.0.1:8000 with --reload (`python -m app` if no app)."""
-    project = ROOT / "steps" / step
-    deps = requirements(project)
-    session.install(*deps)
-    # persistent: what a learner created in a step's app is still there tomorrow.
-    with services.provide(**servers_needed(deps), persistent=True) as found:
-        env: dict[str, str] = {}
-        if found.postgres:
-            env["DATABASE_URL"] = found.database_url(f"workshop_run_{step}")
-        if found.redis:
-            env["REDIS_URL"] = found.redis_url(RUN_REDIS_DB)
-        session.chdir(project)
-        if (project / "alembic.ini").is_file():
-            session.run("python", str(ROOT / "tools" / "create_database.py"), env=env)
-            session.run("alembic", "upgrade", "head", env=env)
-        if (project / "app" / "main.py").is_file():
-            # uvicorn's own defaults are 127.0.0.1:8000; UVICORN_PORT=8001 (or
-            # `-- --port 8001`) picks another port, as uvicorn documents.
-            session.run("uvicorn", "app.main:app", "--reload", *session.posargs, env=env)
-        else:
-            session.run("python", "-m", "app", *session.posargs, env=env)
-
-
-# reuse_venv: an editor keeps pointing at this environment; rebuilding it
-# would pull it from under the editor.
-@nox.session(default=False, reuse_venv=True)
-@nox.parametrize("step", STEP_IDS)
-def venv(session: nox.Session, step: str) -> None:
-    """Make one step's environment for an editor and print its Python (`-- shell` opens a shell)."""
-    project = ROOT / "steps" / step
-    session.install(*requirements(project, "test"))
-    # The one line on standard output (nox logs to standard error), for an
-    # editor's "select interpreter" or a script.
-    print(Path(session.bin) / "python", flush=True)
-    if not session.posargs:
-        return
-    if session.posargs != ["shell"]:
-        session.error(f"venv({step}) takes `-- shell` or nothing, not {session.posargs}.")
-    session.chdir(project)
-    session.log(f"A shell in steps/{step} with its environment first on PATH; `exit` leaves it.")
-    session.run(os.environ.get("SHELL", "/bin/sh"), external=True)
 
 
 @nox.session
