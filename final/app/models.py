@@ -1,4 +1,4 @@
-"""ORM models: the users table and the login sessions (refresh-token families)."""
+"""ORM models: users, their login sessions (refresh-token families), spent refresh tokens."""
 
 import uuid
 from datetime import datetime
@@ -50,9 +50,6 @@ class AuthSession(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     # SHA-256 (hex) of the current refresh secret; the secret itself is never stored.
     refresh_token_hash: Mapped[str] = mapped_column(String(64))
-    # The same of the secret it replaced (none before the first refresh): what
-    # tells a spent token coming back, a true replay, from a guess.
-    previous_refresh_token_hash: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(200))
     # The client address as the server saw it (a proxy's, unless it forwards the client's).
     ip: Mapped[str | None] = mapped_column(String(64))
@@ -62,6 +59,24 @@ class AuthSession(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SpentRefreshToken(Base):
+    """A refresh secret that was valid once for a session and has been rotated out.
+
+    What tells a spent token coming back (a true replay) from a guess at a
+    secret that was never valid.
+    """
+
+    __tablename__ = "spent_refresh_tokens"
+
+    # ON DELETE CASCADE: a session's spent hashes go with it. The primary key
+    # leads with session_id, so it serves both the replay check and the cascade.
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    # SHA-256 (hex) of the spent secret, as refresh_token_hash was while it was current.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 # --8<-- [end:auth_session]

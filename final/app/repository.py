@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import AuthSession, User
+from app.models import AuthSession, SpentRefreshToken, User
 
 EMAIL_UNIQUE_INDEX = "uq_users_email_lower"
 
@@ -285,38 +285,39 @@ class SessionRepository:
     async def rotate(self, session_id: uuid.UUID, old_hash: str, new_hash: str) -> uuid.UUID | None:
         """Swap the refresh-token hash if old_hash is the current one; return the user id.
 
-        One conditional UPDATE: of concurrent refreshes with one token, the row
-        lock lets exactly one match; the others see the new hash and get None.
-        The replaced hash is kept, so that its token is recognised if it comes back.
+        One conditional UPDATE decides: of concurrent refreshes with one token,
+        the row lock lets exactly one match; the others wait for its commit, see
+        the new hash and get None. The hash it replaced is recorded as spent.
         """
         statement = (
             update(AuthSession)
             .where(AuthSession.id == session_id, AuthSession.refresh_token_hash == old_hash, *_LIVE)
             .where(AuthSession.user_id == User.id, User.is_active)
-            # SET reads the row as it was before the UPDATE: the hash being replaced.
-            .values(
-                previous_refresh_token_hash=AuthSession.refresh_token_hash,
-                refresh_token_hash=new_hash,
-                last_used_at=func.now(),
-            )
+            .values(refresh_token_hash=new_hash, last_used_at=func.now())
             .returning(AuthSession.user_id)
         )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        user_id = (await self.session.execute(statement)).scalar_one_or_none()
+        if user_id is not None:
+            # In the same transaction, under the row lock the UPDATE holds to the
+            # commit: a refresh that lost the race sees the new hash and this one together.
+            spent = insert(SpentRefreshToken).values(session_id=session_id, token_hash=old_hash)
+            await self.session.execute(spent)
+        return user_id
 
     async def revoke_on_replay(self, session_id: uuid.UUID, presented_hash: str) -> bool:
-        """Revoke a live session if presented_hash is its previous token's; return whether it was.
+        """Revoke a live session if it has spent the presented secret; return whether it was.
 
         Only a secret that was valid once proves a token was copied: anything
         else is a guess by someone who read the session id (every access token
         carries it), and must not be able to end the session.
         """
+        was_spent = exists().where(
+            SpentRefreshToken.session_id == session_id,
+            SpentRefreshToken.token_hash == presented_hash,
+        )
         statement = (
             update(AuthSession)
-            .where(
-                AuthSession.id == session_id,
-                AuthSession.previous_refresh_token_hash == presented_hash,
-                *_LIVE,
-            )
+            .where(AuthSession.id == session_id, was_spent, *_LIVE)
             .values(revoked_at=func.now())
             .returning(AuthSession.id)
         )

@@ -2,14 +2,17 @@
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import jwt
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from tests.conftest import PASSWORD, TokenFactory, UserFactory, assert_problem, bearer
+from tests.lock_holder import delete_users, lock_holder
 
+from app.models import SpentRefreshToken
 from app.security import new_refresh_secret
 
 AUTH = "/api/v1/auth"
@@ -18,6 +21,21 @@ ME = "/api/v1/users/me"
 
 async def _refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
     return await client.post(f"{AUTH}/refresh", json={"refresh_token": refresh_token})
+
+
+async def _rotate(client: httpx.AsyncClient, refresh_token: str, times: int) -> dict[str, str]:
+    """Refresh `times` times in a row, each with the token the last one returned."""
+    pair: dict[str, str] = {"refresh_token": refresh_token}
+    for _ in range(times):
+        r = await _refresh(client, pair["refresh_token"])
+        assert r.status_code == 200, r.text
+        pair = r.json()
+    return pair
+
+
+def _session_id(access_token: str) -> str:
+    # The session id is no secret: every access token carries it, readable by anyone.
+    return str(jwt.decode(access_token, options={"verify_signature": False})["sid"])
 
 
 async def _is_accepted(client: httpx.AsyncClient, access_token: str) -> bool:
@@ -70,17 +88,69 @@ async def test_a_secret_that_was_never_valid_returns_401_and_leaves_the_session_
     client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
 ) -> None:
     first = await token_pair(await user())
-    # The session id is no secret: every access token carries it, readable by anyone.
-    session_id = jwt.decode(first.access_token, options={"verify_signature": False})["sid"]
+    session_id = _session_id(first.access_token)
     for guess in ("junk", new_refresh_secret()):
         assert_problem(await _refresh(client, f"{session_id}.{guess}"), 401)
     assert await _is_accepted(client, first.access_token)
     second = await _refresh(client, first.refresh_token)
     assert second.status_code == 200, second.text
-    # Once rotated too: only the secret that was current before counts as a replay.
+    # Once rotated too: only a secret that was valid once counts as a replay.
     assert_problem(await _refresh(client, f"{session_id}.{new_refresh_secret()}"), 401)
     assert await _is_accepted(client, second.json()["access_token"])
     assert (await _refresh(client, second.json()["refresh_token"])).status_code == 200
+
+
+@pytest.mark.parametrize("rotations_ago", [2, 4])
+async def test_replaying_a_token_spent_several_rotations_ago_revokes_the_session(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory, rotations_ago: int
+) -> None:
+    stolen = await token_pair(await user())
+    # The thief refreshes with the stolen token, and again, before its owner does.
+    thiefs = await _rotate(client, stolen.refresh_token, rotations_ago)
+    replay = await _refresh(client, stolen.refresh_token)
+    assert_problem(replay, 401)
+    # The owner's failed refresh ended the thief's tokens too.
+    assert_problem(await _refresh(client, thiefs["refresh_token"]), 401)
+    assert not await _is_accepted(client, thiefs["access_token"])
+
+
+async def test_a_never_valid_secret_after_several_rotations_leaves_the_session_working(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner = await user()
+    first, other_device = await token_pair(owner), await token_pair(owner)
+    session_id = _session_id(first.access_token)
+    newest = await _rotate(client, first.refresh_token, 3)
+    other_spent_secret = other_device.refresh_token.split(".")[1]
+    await _rotate(client, other_device.refresh_token, 1)
+    # Never valid for this session: made up, or another session's (spent) secret.
+    for guess in ("junk", new_refresh_secret(), other_spent_secret):
+        assert_problem(await _refresh(client, f"{session_id}.{guess}"), 401)
+    assert await _is_accepted(client, newest["access_token"])
+    assert (await _refresh(client, newest["refresh_token"])).status_code == 200
+
+
+async def test_spent_tokens_are_kept_as_hashes_only_and_go_with_their_session(
+    client: httpx.AsyncClient, session: AsyncSession, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner = await user()
+    first = await token_pair(owner)
+    second = await _rotate(client, first.refresh_token, 1)
+    third = await _rotate(client, second["refresh_token"], 1)
+    spent = select(SpentRefreshToken.token_hash).where(
+        SpentRefreshToken.session_id == uuid.UUID(_session_id(first.access_token))
+    )
+    stored = (await session.scalars(spent)).all()
+    # One row per rotation, and no secret that was ever issued appears in one.
+    assert len(stored) == 2, stored
+    issued = [first.refresh_token, second["refresh_token"], third["refresh_token"]]
+    issued_secrets = [token.split(".", 1)[1] for token in issued]
+    assert not [row for row in stored for secret in issued_secrets if secret in row], stored
+    owner_headers = bearer(third["access_token"])
+    deleted = await client.delete(f"/api/v1/users/{owner.id}", headers=owner_headers)
+    assert deleted.status_code == 204, deleted.text
+    # Deleting the user deleted the session, and the session its spent hashes.
+    assert (await session.scalars(spent)).all() == []
 
 
 async def test_refresh_with_forged_or_malformed_token_returns_401(
@@ -103,30 +173,45 @@ async def test_refresh_of_a_deactivated_users_session_returns_401(
     assert_problem(await _refresh(client, pair.refresh_token), 401)
 
 
-async def test_ten_concurrent_refreshes_with_one_token_let_exactly_one_succeed(
-    committing_client: httpx.AsyncClient, database: str
+@pytest.fixture
+async def racer_email(database: str) -> AsyncIterator[str]:
+    """A fresh email for a user the test signs up (committed); deleted after the test."""
+    email = f"refresh-race-{uuid.uuid4().hex[:12]}@example.com"
+    yield email
+    await delete_users(database, email)
+
+
+async def test_two_concurrent_refreshes_with_one_token_give_one_pair_and_end_the_session(
+    committing_client: httpx.AsyncClient, database: str, racer_email: str
 ) -> None:
-    """On the app's real pool: separate connections, committed rows; it deletes its user."""
-    email = f"refresh-race-{uuid.uuid4().hex[:8]}@example.com"
-    try:
-        signup = await committing_client.post(
-            "/api/v1/users", json={"email": email, "password": PASSWORD}
+    """On the app's real pool: separate connections, committed rows."""
+    client = committing_client
+    signup = await client.post("/api/v1/users", json={"email": racer_email, "password": PASSWORD})
+    assert signup.status_code == 201, signup.text
+    login = await client.post(f"{AUTH}/token", data={"username": racer_email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    token = login.json()["refresh_token"]
+    async with lock_holder(database) as holder:
+        # Holding the session's row lock stops both refreshes at their UPDATE:
+        # both have read nothing and decided nothing when it is released.
+        await holder.execute(
+            "SELECT 1 FROM auth_sessions WHERE id = :id FOR UPDATE", id=token.split(".")[0]
         )
-        assert signup.status_code == 201, signup.text
-        login = await committing_client.post(
-            f"{AUTH}/token", data={"username": email, "password": PASSWORD}
+        racers = [asyncio.create_task(_refresh(client, token)) for _ in range(2)]
+        await holder.wait_until(
+            "both refreshes to queue", lambda waiters: len(waiters) == 2, *racers
         )
-        assert login.status_code == 200, login.text
-        token = login.json()["refresh_token"]
-        responses = await asyncio.gather(*(_refresh(committing_client, token) for _ in range(10)))
-        statuses = sorted(r.status_code for r in responses)
-        assert statuses == [200] + [401] * 9, [r.text for r in responses]
-    finally:
-        engine = create_async_engine(database, poolclass=NullPool)
-        async with engine.begin() as connection:
-            # The sessions go with the user (ON DELETE CASCADE).
-            await connection.execute(text("DELETE FROM users WHERE email = :e"), {"e": email})
-        await engine.dispose()
+        await holder.commit()
+        responses = await asyncio.gather(*racers)
+    winners = [r for r in responses if r.status_code == 200]
+    assert len(winners) == 1, [r.text for r in responses]
+    loser = next(r for r in responses if r.status_code != 200)
+    assert_problem(loser, 401)
+    # The loser presented a token spent under its nose: a replay, which ends the
+    # session, the winner's new pair included.
+    pair = winners[0].json()
+    assert_problem(await _refresh(client, pair["refresh_token"]), 401)
+    assert not await _is_accepted(client, pair["access_token"])
 
 
 # --- revocation: the next request already fails -------------------------------------

@@ -142,9 +142,9 @@ async def refresh(
         presented.session_id, presented_hash, hash_refresh_secret(secret)
     )
     if user_id is None:
-        # Not the current secret. If it is the one the current secret replaced,
-        # a spent token came back: either its thief or its owner is replaying it,
-        # and we cannot tell which, so the whole family dies, newer tokens
+        # Not the current secret. If it is one this session has spent, a spent
+        # token came back: either its thief or its owner is replaying it, and
+        # we cannot tell which, so the whole family dies, newer tokens
         # included. Any other secret proves nothing (the session id is in every
         # access token), so it changes nothing. (A revoked, expired or unknown
         # session matches nothing here.)

@@ -1,4 +1,4 @@
-"""Create the auth_sessions table.
+"""Create the auth_sessions table and its spent refresh tokens.
 
 Revision ID: 0002
 Revises: 0001
@@ -17,13 +17,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Create auth_sessions, cascading from users, with its user_id index."""
+    """Create auth_sessions (cascading from users) with its user_id index, and spent tokens."""
     op.create_table(
         "auth_sessions",
         sa.Column("id", sa.Uuid(), server_default=sa.text("gen_random_uuid()"), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("refresh_token_hash", sa.String(length=64), nullable=False),
-        sa.Column("previous_refresh_token_hash", sa.String(length=64), nullable=True),
         sa.Column("user_agent", sa.String(length=200), nullable=True),
         sa.Column("ip", sa.String(length=64), nullable=True),
         sa.Column(
@@ -49,9 +48,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_auth_sessions")),
     )
     op.create_index("ix_auth_sessions_user_id", "auth_sessions", ["user_id"], unique=False)
+    op.create_table(
+        "spent_refresh_tokens",
+        sa.Column("session_id", sa.Uuid(), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["auth_sessions.id"],
+            name=op.f("fk_spent_refresh_tokens_session_id_auth_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("session_id", "token_hash", name=op.f("pk_spent_refresh_tokens")),
+    )
 
 
 def downgrade() -> None:
-    """Drop auth_sessions and its index."""
+    """Drop the spent tokens, then auth_sessions and its index."""
+    op.drop_table("spent_refresh_tokens")
     op.drop_index("ix_auth_sessions_user_id", table_name="auth_sessions")
     op.drop_table("auth_sessions")
