@@ -181,6 +181,3 @@ async def get_admin_user(caller: CurrentUser) -> AuthenticatedUser:
     if not caller.is_admin:
         raise HTTPException(403, "Only administrators may do this.")
     return caller
-
-
-AdminUser = Annotated[AuthenticatedUser, Depends(get_admin_user)]
