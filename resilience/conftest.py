@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from harness.database import create_database_if_missing, database_url, migrate
+from harness.database import database_url, migrate, recreate_database
 from harness.launcher import Launcher
 from harness.processes import STARTED
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -41,9 +41,9 @@ def no_process_left_behind() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def db_url() -> str:
-    """The suite's database (DATABASE_URL, database workshop_resilience), created and migrated."""
+    """The suite's database (DATABASE_URL, database workshop_resilience), recreated and migrated."""
     url = database_url()
-    asyncio.run(create_database_if_missing(url))
+    asyncio.run(recreate_database(url))
     migrate(url)
     return url
 

@@ -30,8 +30,12 @@ def _maintenance_dsn(url: str) -> tuple[str, str]:
     return f"{base}/postgres", name.split("?", 1)[0]
 
 
-async def create_database_if_missing(url: str) -> None:
-    """Create the database through the `postgres` maintenance database, if it is missing."""
+async def recreate_database(url: str) -> None:
+    """Drop and create the database through the `postgres` maintenance database.
+
+    A fresh database per run, as final/'s own tests make: a schema migrated by
+    an earlier run, under a revision since edited, must not be what this run tests.
+    """
     maintenance, name = _maintenance_dsn(url)
     try:
         connection = await asyncpg.connect(maintenance, timeout=5)
@@ -41,10 +45,10 @@ async def create_database_if_missing(url: str) -> None:
             "or run the suite through `nox -s resilience`, which starts one."
         ) from error
     try:
-        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            # Identifiers cannot be parameters; the name comes from our own settings.
-            await connection.execute(f'CREATE DATABASE "{name}"')
+        # Identifiers cannot be parameters; the name comes from our own settings.
+        # WITH (FORCE): a previous run's lingering connections must not block the drop.
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
 
