@@ -42,6 +42,11 @@ _SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 )
+# The methods a metric label may name. Under uvicorn's h11 server any token is
+# a method: each made-up one would add series per route and status, unbounded.
+_METRIC_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
 # No Server-Timing under these paths: on a login it would give the password
 # check's time to a tenth of a millisecond, free of network noise, which is the
 # measurement a timing attack on accounts needs.
@@ -104,7 +109,7 @@ class RequestObserverMiddleware:
         # path: it keeps label cardinality bounded and ids out of the logs.
         route = self._route_template(scope)
         method = scope["method"]
-        key = (method, route, status)
+        key = (method if method in _METRIC_METHODS else "OTHER", route, status)
         instruments = self._instruments.get(key)
         if instruments is None:
             instruments = self._instruments[key] = (
