@@ -202,3 +202,25 @@ async def test_auth_routes_send_no_server_timing(
         assert "server-timing" not in r.headers, (r.request.url, r.headers)
     # Elsewhere it stays: the time to first byte, for browser dev tools.
     assert (await client.get("/health/live")).headers["server-timing"].startswith("app;dur=")
+
+
+async def test_the_longest_lifetimes_the_settings_allow_still_log_in_and_refresh(
+    user: UserFactory, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    # The bounds are where the settings stop: what they allow must work.
+    longest = make_settings(
+        access_token_ttl_seconds=86_400,
+        refresh_token_ttl_seconds=31_536_000,
+        cache_ttl_seconds=86_400,
+    )
+    await user("ada@example.com")
+    async for client in open_client(create_app(longest), {"sessionmaker": sessionmaker}):
+        login = await _login(client, "ada@example.com")
+        assert login.status_code == 200, login.text
+        assert login.json()["expires_in"] == 86_400
+        me = await client.get("/api/v1/users/me", headers=bearer(login.json()["access_token"]))
+        assert me.status_code == 200, me.text
+        refreshed = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": login.json()["refresh_token"]}
+        )
+        assert refreshed.status_code == 200, refreshed.text
