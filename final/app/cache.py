@@ -37,9 +37,10 @@ Loader = Callable[[], Awaitable[bytes | None]]
 # So every key has a generation beside it: invalidate() replaces it with a random
 # value, and a write-back only happens if it is still what the reader saw BEFORE
 # its query. Random, not a counter: an INCR on a counter that expired restarts at
-# 1, a value a slow reader may have seen, and its stale row would be accepted. A value written back from a read that raced a write is therefore either
-# refused or, if it landed before the invalidation, deleted by it: stale at most
-# from the commit to its invalidation. (If Redis is down during the invalidation,
+# 1, a value a slow reader may have seen, and its stale row would be accepted. A
+# value written back from a read that raced a write is therefore either refused
+# or, if it landed before the invalidation, deleted by it: stale at most from the
+# commit to its invalidation. (If Redis is down during the invalidation,
 # the TTL is the bound, which is why it is short.)
 
 # KEYS[1] value, KEYS[2] generation. ARGV[1] generation seen before the query
