@@ -37,8 +37,8 @@ Loader = Callable[[], Awaitable[bytes | None]]
 # So every key has a generation beside it: invalidate() replaces it with a random
 # value, and a write-back only happens if it is still what the reader saw BEFORE
 # its query. Random, not a counter: an INCR on a counter that expired restarts at
-# 1, a value a slow reader may have seen, and its stale row would be accepted. A
-# value written back from a read that raced a write is therefore either refused
+# 1, a value a slow reader may have seen, and its stale row would be accepted.
+# A value written back from a read that raced a write is therefore either refused
 # or, if it landed before the invalidation, deleted by it: stale at most from the
 # commit to its invalidation. (If Redis is down during the invalidation,
 # the TTL is the bound, which is why it is short.)
@@ -198,6 +198,10 @@ class UserCache:
     async def invalidate(self, user_id: str) -> bool:
         """Drop a user's entry; call it after the commit of every write to that user."""
         key = self.key(user_id)
+        # A load in flight may have read the row before this write: a read that
+        # starts from now on must not join it, or a client could be told of the
+        # write and then read the old row. (Its own write-back is refused below.)
+        self._in_flight.pop(key, None)
         try:
             await self._invalidate(
                 keys=[key, key + ":gen"], args=[secrets.token_hex(16), self._generation_ttl_ms]
@@ -233,7 +237,9 @@ class UserCache:
             future.set_result(result)
             return result
         finally:
-            del self._in_flight[key]
+            # Unless an invalidation dropped it, and a newer load took its place.
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
             # Cancelled (the client went away): followers see it and load for themselves.
             if not future.done():
                 future.cancel()
