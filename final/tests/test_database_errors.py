@@ -4,16 +4,18 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
+from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from tests.conftest import assert_problem, make_settings, open_client
 from tests.lock_holder import delete_users, lock_holder
 
 from app.config import Settings
 from app.db import create_engine
+from app.deps import SessionDep
 from app.errors import is_database_unavailable
 from app.logging import JsonFormatter
 from app.main import create_app
@@ -105,3 +107,25 @@ async def test_a_sign_up_past_the_statement_timeout_gets_503_and_logs_no_paramet
     lines = [JsonFormatter().format(record) for record in caplog.records]
     assert lines, "the 503 left no log line"
     assert not [line for line in lines if email in line or "$argon2" in line], lines
+
+
+async def test_a_route_whose_connection_is_cut_before_its_commit_answers_503(
+    app: FastAPI, engine: AsyncEngine
+) -> None:
+    async with engine.connect() as killer:
+
+        @app.post("/test/commit-after-cut")
+        async def commit_after_cut(session: SessionDep) -> None:
+            """Start a transaction, have PostgreSQL end its connection, then commit."""
+            pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            # At once, as in the test above: the COMMIT meets the closing socket and
+            # fails as a plain DBAPIError, not one of the "unavailable" subclasses.
+            await session.commit()
+
+        # Sessions on their own connections, not the test transaction: it is that
+        # connection that dies.
+        async for client in open_client(app, {"sessionmaker": async_sessionmaker(engine)}):
+            r = await client.post("/test/commit-after-cut")
+    body = assert_problem(r, 503)
+    assert body["detail"] == "The database is unavailable; try again shortly."
