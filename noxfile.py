@@ -40,6 +40,21 @@ RESILIENCE_REDIS_DB = 10
 BENCH_REDIS_DB = 12
 # `run(NN_name)` sessions share one: a learner runs one step's app at a time.
 RUN_REDIS_DB = 11
+MUTATION_REDIS_DB = 13
+
+# What `nox -s mutation` mutates: final/'s security-critical modules, and every
+# step's whole app/ (a new step joins by existing). See docs/reference/mutation.md.
+MUTATED_FINAL_MODULES = (
+    "app/deps.py",
+    "app/repository.py",
+    "app/ratelimit.py",
+    "app/limit_policy.py",
+    "app/cache.py",
+    "app/user_reads.py",
+    "app/errors.py",
+    "app/middleware.py",
+    "app/session_markers.py",
+)
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -283,3 +298,68 @@ def bench(session: nox.Session) -> None:
             "REDIS_URL": found.redis_url(BENCH_REDIS_DB),
         }
         session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs, env=env)
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation-test final/'s security-critical modules and each step's app/ (`-- PATH`: one)."""
+    projects = {FINAL: list(MUTATED_FINAL_MODULES), **{step: ["app/*"] for step in STEPS}}
+    deps = {spec for project in projects for spec in requirements(project, "test")}
+    session.install(*sorted(deps), *nox.project.dependency_groups(PYPROJECT, "mutation"))
+    chosen = mutation_targets(session, projects)
+    with services.provide(postgres=True, redis=True) as found:
+        for project, modules in chosen.items():
+            name = project.relative_to(ROOT).as_posix()
+            env = {
+                "DATABASE_URL": found.database_url(f"workshop_mutation_{project.name}"),
+                "REDIS_URL": found.redis_url(MUTATION_REDIS_DB),
+            }
+            workdir = ROOT / ".mutation" / project.name
+            session.run(
+                "python",
+                str(ROOT / "tools" / "mutation.py"),
+                "prepare",
+                str(project),
+                str(workdir),
+                *projects[project],
+                silent=True,
+            )
+            session.chdir(workdir)
+            globs = [module_glob(module) for module in modules]
+            # mutmut exits 0 with survivors; the report below judges them.
+            session.run("mutmut", "run", "--max-children", "2", *globs, env=env)
+            session.run(
+                "python",
+                str(ROOT / "tools" / "mutation.py"),
+                "report",
+                name,
+                *globs,
+                env=env,
+            )
+            session.chdir(ROOT)
+
+
+def mutation_targets(
+    session: nox.Session, projects: dict[Path, list[str]]
+) -> dict[Path, list[str]]:
+    """The projects and modules named after `--` (a project or a module path), or all of them."""
+    if not session.posargs:
+        return projects
+    chosen: dict[Path, list[str]] = {}
+    for arg in session.posargs:
+        path = (ROOT / arg).resolve()
+        project = next((p for p in projects if path == p or p in path.parents), None)
+        if project is None:
+            session.error(f"{arg} is not in final/ or a step: name a project or a module in one.")
+        module = path.relative_to(project).as_posix() if path != project else None
+        chosen.setdefault(project, [])
+        if module is None:
+            chosen[project] = projects[project]
+        elif chosen[project] is not projects[project]:
+            chosen[project].append(module)
+    return chosen
+
+
+def module_glob(module: str) -> str:
+    """The mutmut mutant-name pattern of a module path (`app/deps.py` -> `app.deps.*`)."""
+    return module.removesuffix(".py").replace("/", ".").removesuffix(".*") + ".*"
