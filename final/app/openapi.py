@@ -151,6 +151,7 @@ def _error_answers(route: APIRoute) -> dict[int, str]:
         if dependency in calls
     }
     if route.dependant.body_params:
+        answers[400] = "The body could not be parsed (JSON that is not JSON, say)."
         answers[413] = "The request body is larger than the limit (1 MiB)."
     return answers
 

@@ -48,11 +48,11 @@ def test_every_error_response_is_the_one_problem_component(schema: dict[str, Any
 @pytest.mark.parametrize(
     ("method", "path", "statuses"),
     [
-        ("post", "/api/v1/users", {"201", "409", "413", "422", "429", "503"}),
+        ("post", "/api/v1/users", {"201", "400", "409", "413", "422", "429", "503"}),
         ("get", "/api/v1/users/me", {"200", "401", "404", "429", "503"}),
         ("get", "/api/v1/users", {"200", "401", "403", "422", "429", "503"}),
         ("delete", "/api/v1/users/{user_id}", {"204", "401", "404", "409", "422", "429", "503"}),
-        ("post", "/api/v1/auth/token", {"200", "401", "413", "422", "429", "503"}),
+        ("post", "/api/v1/auth/token", {"200", "400", "401", "413", "422", "429", "503"}),
         ("get", "/health/ready", {"200", "503"}),
     ],
 )
