@@ -1,6 +1,6 @@
 """Nox sessions: one per workshop step, plus final/, the repository checks and the tooling.
 
-`nox` alone runs every step, `final`, `repo`, `lint`, `typecheck` and `docs`;
+`nox` alone runs every step, `final`, `resilience`, `repo`, `lint`, `typecheck` and `docs`;
 `nox --list` shows them all. Arguments after `--` go to the tool a session runs
 (`nox -s final -- -k login -x` passes `-k login -x` to pytest).
 """
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent
 # The noxfile is loaded as a plain module: make the repository's tools/ importable.
 sys.path.insert(0, str(ROOT))
 
-from tools import services  # noqa: E402
+from tools import mermaid, services  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
@@ -110,7 +110,10 @@ def typecheck(session: nox.Session) -> None:
     """Type-check final/app, every step's app, the benchmark and the tooling with mypy --strict."""
     projects = [*STEPS, FINAL]
     deps = {spec for project in projects for spec in requirements(project, "test")}
-    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck", "bench"), *sorted(deps))
+    # docs: mkdocs, whose types the docs hooks in tools/ use.
+    session.install(
+        *nox.project.dependency_groups(PYPROJECT, "typecheck", "bench", "docs"), *sorted(deps)
+    )
     config = str(ROOT / "pyproject.toml")
     # Every project's package is called `app`, so each is checked from its own
     # directory: one mypy run over all of them would see duplicate modules.
@@ -121,12 +124,22 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--config-file", config, "tools", "bench", "noxfile.py")
 
 
+def install_mermaid(session: nox.Session, *, required: bool = False) -> bool:
+    """Fetch mermaid.js for the docs site once (with npm); say in one line if it cannot be had."""
+    session.run("python", str(ROOT / "tools" / "mermaid.py"), *(["--required"] if required else []))
+    return mermaid.INSTALLED.is_file()
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs site strictly (`nox -s docs -- serve` serves it with live reload)."""
+    """Build the docs site strictly (`nox -s docs -- serve` serves it on 127.0.0.1:8001)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    install_mermaid(session)
     if session.posargs and session.posargs[0] == "serve":
-        session.run("mkdocs", "serve", *session.posargs[1:])
+        # As `serve` does: a closed terminal or a process manager's SIGTERM
+        # stops mkdocs too, instead of leaving it holding the port.
+        with services.stop_on_termination():
+            session.run("mkdocs", "serve", *session.posargs[1:])
     else:
         session.run("mkdocs", "build", "--strict", *session.posargs)
 
