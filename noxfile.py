@@ -1,12 +1,14 @@
 """Nox sessions: one per workshop step, plus final/, the repository checks and the tooling.
 
-`nox` alone runs every step, `final`, `resilience`, `repo`, `lint`, `typecheck` and `docs`;
+`nox` alone runs every step, `final`, `resilience`, `repo`, `lint`, `typecheck`, `docs`
+and `browser` (which says how to get a Chromium, and steps aside, where none is found);
 `nox --list` shows them all. Arguments after `--` go to the tool a session runs
 (`nox -s final -- -k login -x` passes `-k login -x` to pytest).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from tools import mermaid, services  # noqa: E402
+from tools.chromium import HOW_TO_GET_ONE, find_chromium  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
@@ -30,7 +33,10 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 # steps use their number, final/ the one after the last step.
 FINAL_REDIS_DB = 9
 RESILIENCE_REDIS_DB = 10
+BROWSER_REDIS_DB = 11
 BENCH_REDIS_DB = 12
+# CI sets it: there the browser session fails, rather than skips, without a Chromium.
+BROWSER_REQUIRED = os.environ.get("WORKSHOP_BROWSER", "").strip().lower() == "required"
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -142,6 +148,33 @@ def docs(session: nox.Session) -> None:
             session.run("mkdocs", "serve", *session.posargs[1:])
     else:
         session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Drive Swagger UI and every docs page in the machine's Chromium, offline."""
+    chromium = find_chromium()
+    if chromium is None:
+        if BROWSER_REQUIRED:
+            session.error(HOW_TO_GET_ONE)
+        session.skip(HOW_TO_GET_ONE)
+    session.install(
+        *requirements(FINAL), *nox.project.dependency_groups(PYPROJECT, "browser", "docs")
+    )
+    if not install_mermaid(session, required=BROWSER_REQUIRED):
+        session.skip(mermaid.HOW_TO_GET_IT)
+    site = str(Path(session.create_tmp()) / "site")
+    session.run("mkdocs", "build", "--strict", "--quiet", "--site-dir", site)
+    with services.provide(postgres=True, redis=True) as found:
+        env = {
+            "DATABASE_URL": found.database_url("workshop_browser"),
+            "REDIS_URL": found.redis_url(BROWSER_REDIS_DB),
+            "WORKSHOP_CHROMIUM": chromium,
+            "WORKSHOP_SITE": site,
+            # Playwright's driver must not look for, or fetch, browsers of its own.
+            "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1",
+        }
+        session.run("pytest", "browser", *session.posargs, env=env)
 
 
 @nox.session(default=False)
