@@ -66,6 +66,8 @@ def run_project_tests(session: nox.Session, project: Path, *, database: str, red
             env["DATABASE_URL"] = found.database_url(database)
         if found.redis:
             env["REDIS_URL"] = found.redis_url(redis_db)
+            # For the fault tests that start, stop and break a redis-server of their own.
+            env["REDIS_SERVER"] = services.redis_server_binary()
         session.chdir(project)
         session.run("pytest", *session.posargs, env=env)
 

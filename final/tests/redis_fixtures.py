@@ -2,12 +2,14 @@
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
+from tests.redis_server import RedisServer
 
 from app.redis_client import REDIS_ERRORS, create_redis
 
@@ -102,3 +104,17 @@ async def redis_paused(milliseconds: int = PAUSE_MILLISECONDS) -> AsyncIterator[
         # (Redis 7.0 queues even UNPAUSE behind the pause, so this may wait it out).
         await admin.client_unpause()
         await admin.aclose()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to stop, pause or break; gone after the test."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

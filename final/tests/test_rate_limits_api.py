@@ -124,6 +124,19 @@ async def test_clients_are_counted_separately_behind_a_trusted_proxy(
     assert first == second == [401, 429]
 
 
+async def test_ipv6_clients_are_counted_by_their_64_bit_prefix(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    settings = make_settings(rate_limit="1/minute", trusted_proxies="127.0.0.1")
+    async with running(settings, sessionmaker) as client:
+        first = await statuses(client, 1, headers={"X-Forwarded-For": "2001:db8:0:1::1"})
+        # Another address of the same /64: the same host, as far as anyone can tell.
+        same_prefix = await statuses(client, 1, headers={"X-Forwarded-For": "2001:db8:0:1::2"})
+        other_prefix = await statuses(client, 1, headers={"X-Forwarded-For": "2001:db8:0:2::1"})
+
+    assert (first, same_prefix, other_prefix) == ([401], [429], [401])
+
+
 async def test_a_forged_forwarded_for_from_an_untrusted_peer_gets_no_new_quota(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -197,6 +210,14 @@ def request_from(peer: str, *forwarded_for: str) -> Request:
         # Garbage in the header: stop at the last address a trusted proxy vouched for.
         ("10.0.0.2", ["not-an-ip"], "10.0.0.2"),
         ("10.0.0.2", ["2001:db8::1"], "2001:db8::1"),
+        # A dual-stack socket shows an IPv4 peer as IPv4-mapped IPv6: the same proxy.
+        ("::ffff:10.0.0.2", ["203.0.113.1"], "203.0.113.1"),
+        ("::ffff:198.51.100.7", [], "198.51.100.7"),
+        ("10.0.0.2", ["203.0.113.1, ::ffff:10.0.0.3"], "203.0.113.1"),
+        # Hops with a port, as some proxies write them.
+        ("10.0.0.2", ["203.0.113.7:4711"], "203.0.113.7"),
+        ("10.0.0.2", ["[2001:db8::1]:4711"], "2001:db8::1"),
+        ("10.0.0.2", ["203.0.113.1, 10.0.0.3:80"], "203.0.113.1"),
     ],
 )
 def test_client_address_trusts_forwarded_for_only_from_trusted_proxies(
