@@ -8,9 +8,9 @@ import sys
 import pytest
 from helpers import ROOT, STEPS
 
-NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "serve", "mutation"]
+NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser", "serve", "mutation"]
 # What `nox` alone runs: the README's test command.
-DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs"]
+DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser"]
 
 
 @pytest.fixture(scope="module")
