@@ -235,10 +235,13 @@ async def delete_user(
     users = UserRepository(session)
     await _refuse_removing_last_admin(users, user_id)
     # ON DELETE CASCADE removes the user's sessions, so their tokens die with them;
-    # their ids are read first, to forget their markers after the commit.
-    ended_sessions = await SessionRepository(session).live_ids(user_id)
-    if not await users.delete(user_id):
+    # their ids are read first, to forget their markers after the commit. The
+    # row lock first: a login holding the row commits its session before the
+    # read, so that session is forgotten too, not admitted by a marker.
+    if not await users.lock(user_id):
         raise HTTPException(404, _NOT_FOUND)
+    ended_sessions = await SessionRepository(session).live_ids(user_id)
+    await users.delete(user_id)
     await session.commit()
     await invalidate_user(request, user_id)
     await forget_session_markers(request, ended_sessions)
