@@ -50,10 +50,13 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
         "source_paths": ["app"],
         "only_mutate": modules,
         "also_copy": also_copy,
-        # A mutant that makes a test wait (a lock never released, a loop that
-        # never ends) counts as caught once it takes this much longer than the test.
-        "timeout_multiplier": 5.0,
-        "timeout_constant": 10.0,
+        # A mutant that makes a test hang (a lock never released, a loop that
+        # never ends) counts as caught once its tests take much longer than they
+        # did unmutated. mutmut's wall-clock limit is half of this CPU limit, and
+        # a busy machine is slow: generous, so that a slow survivor is not
+        # mistaken for a hang.
+        "timeout_multiplier": 15.0,
+        "timeout_constant": 30.0,
     }
     # JSON's strings, lists and numbers are TOML's too.
     lines = ["", "[tool.mutmut]", *(f"{key} = {json.dumps(val)}" for key, val in settings.items())]
