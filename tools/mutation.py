@@ -46,10 +46,11 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
         elif source.is_file():
             shutil.copy2(source, target)
     also_copy = [name for name in ("migrations", "alembic.ini") if (project / name).exists()]
-    settings = {
+    settings: dict[str, object] = {
         "source_paths": ["app"],
         "only_mutate": modules,
         "also_copy": also_copy,
+        "pytest_add_cli_args": unused_plugins(project),
         # A mutant that makes a test hang (a lock never released, a loop that
         # never ends) counts as caught once its tests take much longer than they
         # did unmutated. mutmut's wall-clock limit is half of this CPU limit, and
@@ -62,6 +63,17 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
     lines = ["", "[tool.mutmut]", *(f"{key} = {json.dumps(val)}" for key, val in settings.items())]
     pyproject = workdir / "pyproject.toml"
     pyproject.write_text(pyproject.read_text() + "\n".join(lines) + "\n")
+
+
+def unused_plugins(project: Path) -> list[str]:
+    """pytest options that switch off plugins installed for other projects only.
+
+    One environment serves every project; step 01's tests do not use
+    pytest-asyncio, whose warning about its unset options would be an error there.
+    """
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    tests = " ".join(pyproject.get("dependency-groups", {}).get("test", []))
+    return [] if "pytest-asyncio" in tests else ["-p", "no:asyncio"]
 
 
 def load_results() -> dict[str, int | None]:
