@@ -49,8 +49,12 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
     settings: dict[str, object] = {
         "source_paths": ["app"],
         "only_mutate": modules,
+        # The CLI's tests run `python -m app` in a fresh process from an empty
+        # directory, where mutmut's mutated code cannot find its settings: they
+        # cannot judge a mutant, so the CLI is not mutated (docs/reference/mutation.md).
+        "do_not_mutate": ["app/__main__.py"],
         "also_copy": also_copy,
-        "pytest_add_cli_args": unused_plugins(project),
+        "pytest_add_cli_args": ["--ignore=tests/test_cli.py", *unused_plugins(project)],
         # A mutant that makes a test hang (a lock never released, a loop that
         # never ends) counts as caught once its tests take much longer than they
         # did unmutated. mutmut's wall-clock limit is half of this CPU limit, and
