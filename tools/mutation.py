@@ -37,6 +37,8 @@ NO_TESTS = {5, 33}
 def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
     """Copy the project into workdir and add mutmut's settings; keep earlier results."""
     workdir.mkdir(parents=True, exist_ok=True)
+    copied_pyproject = workdir / "pyproject.toml"
+    previous = copied_pyproject.read_text() if copied_pyproject.exists() else None
     for name in COPIED:
         source, target = project / name, workdir / name
         if source.is_dir():
@@ -66,7 +68,11 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
     # JSON's strings, lists and numbers are TOML's too.
     lines = ["", "[tool.mutmut]", *(f"{key} = {json.dumps(val)}" for key, val in settings.items())]
     pyproject = workdir / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text() + "\n".join(lines) + "\n")
+    written = pyproject.read_text() + "\n".join(lines) + "\n"
+    if previous is not None and previous != written:
+        # Other settings or another pyproject: earlier results may not hold, start afresh.
+        shutil.rmtree(workdir / "mutants", ignore_errors=True)
+    pyproject.write_text(written)
 
 
 def unused_plugins(project: Path) -> list[str]:
