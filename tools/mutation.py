@@ -15,9 +15,9 @@ code, so no test can kill them), with the reason given there.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import shutil
-import subprocess
 import sys
 import tomllib
 from collections import Counter
@@ -112,6 +112,17 @@ def outcome(code: int | None) -> str:
     return "not checked" if code is None else "suspicious"
 
 
+def diff_of(mutant: str) -> str:
+    """The mutant as a diff against the code (what `mutmut show NAME` prints)."""
+    # Imported here: only the mutation session's environment has mutmut.
+    diff_apply = importlib.import_module("mutmut.mutation.diff_apply")
+    path = module_of(mutant).replace(".", "/") + ".py"
+    try:
+        return str(diff_apply.get_diff_for_mutant(mutant, path=path)).strip()
+    except (OSError, ValueError) as error:
+        return f"(no diff: {error})"
+
+
 def equivalents(name: str) -> dict[str, str]:
     """The mutants of this project listed as equivalent, with their reasons."""
     listed = tomllib.loads(EQUIVALENTS.read_text()).get(name, {})
@@ -149,8 +160,8 @@ def report(name: str, patterns: list[str]) -> int:
         print(f"  {'all':<28} {overall:5.1f}%  {total_killed}/{total_counted}")
     for mutant in survivors:
         print(f"\n--- {outcome(results[mutant])}: {mutant}")
-        shown = subprocess.run(["mutmut", "show", mutant], capture_output=True, text=True)
-        print(shown.stdout.strip() or shown.stderr.strip())
+        if outcome(results[mutant]) != "not checked":
+            print(diff_of(mutant))
     for mutant, reason in sorted(explained.items()):
         if mutant not in results:
             continue
