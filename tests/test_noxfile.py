@@ -8,9 +8,9 @@ import sys
 import pytest
 from helpers import ROOT, STEPS
 
-NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "serve"]
+NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser", "serve", "mutation"]
 # What `nox` alone runs: the README's test command.
-DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs"]
+DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser"]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,16 @@ def test_every_step_has_a_session(sessions: dict[str, tuple[bool, str]]) -> None
     assert not missing, f"no nox session for {missing}; have {sorted(sessions)}"
 
 
+def test_every_step_can_be_run_exercised_and_opened_in_an_editor_outside_the_test_run(
+    sessions: dict[str, tuple[bool, str]],
+) -> None:
+    for step in STEPS:
+        for kind in ("run", "exercise", "venv"):
+            name = f"{kind}({step.name})"
+            assert name in sessions, f"no nox session {name!r}; have {sorted(sessions)}"
+            assert not sessions[name][0], f"{name} must not be part of the test run"
+
+
 def test_every_named_session_exists_with_a_description(
     sessions: dict[str, tuple[bool, str]],
 ) -> None:
@@ -47,10 +57,12 @@ def test_every_named_session_exists_with_a_description(
         assert sessions[name][1], f"session {name!r} has no docstring"
 
 
-def test_plain_nox_runs_every_step_and_the_checks_but_not_serve(
+def test_plain_nox_runs_every_step_and_the_checks_but_not_serve_or_mutation(
     sessions: dict[str, tuple[bool, str]],
 ) -> None:
     selected = {name for name, (default, _) in sessions.items() if default}
     expected = {*DEFAULT, *(f"step({step.name})" for step in STEPS)}
     assert expected <= selected, f"missing from the default run: {expected - selected}"
     assert "serve" not in selected
+    # Mutation testing takes far longer than the tests: run on purpose, not by default.
+    assert "mutation" not in selected
