@@ -63,8 +63,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="redis://localhost:6379/0", repr=False)
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
     environment: Environment = "development"
-    access_token_ttl_seconds: int = Field(default=900, ge=1)
-    refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=1)
+    # Bounded: a lifetime past datetime's range made every login a 500. A day
+    # and a year are far beyond any sane choice, and well inside the range.
+    access_token_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=1, le=31_536_000)
     login_rate_limit: Annotated[RateLimit, NoDecode] = RateLimit.parse("5/minute")
     rate_limit: Annotated[RateLimit, NoDecode] = RateLimit.parse("100/minute")
     cors_origins: Annotated[list[str], NoDecode] = []
@@ -89,7 +91,7 @@ class Settings(BaseSettings):
     # False: every user read goes to PostgreSQL (the benchmark's uncached case).
     cache_enabled: bool = True
     # Also the longest a cached user can stay stale if an invalidation fails.
-    cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    cache_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400)
     # How long a session checked in PostgreSQL is trusted from Redis alone (the
     # token fast path). Longer saves queries (one per session per TTL); shorter
     # bounds how long a revocation whose marker could not be deleted (Redis
@@ -165,6 +167,17 @@ class Settings(BaseSettings):
             except json.JSONDecodeError:
                 raise ValueError("it must be a JSON list or a comma-separated list") from None
         return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _check_trusted_hosts(cls, value: list[str]) -> list[str]:
+        if not value:
+            # The guard middleware would then refuse every request, health checks included.
+            raise ValueError(
+                "it must name at least one host, or * for any host "
+                "(with none, every request would get 400)"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -22,6 +22,18 @@ async def test_metrics_count_requests_by_route_template_not_raw_path(
     assert "http_request_duration_seconds_bucket" in text
 
 
+async def test_metrics_label_made_up_methods_other(client: httpx.AsyncClient) -> None:
+    # Under uvicorn's h11 server any token is a method: each made-up one would
+    # otherwise add series for every route and status, without bound.
+    for n in range(5):
+        assert (await client.request(f"MADEUP{n}", "/health/live")).status_code == 405
+    assert (await client.request("PATCH", "/health/live")).status_code == 405
+    text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="OTHER",route="/health/live",status="405"} 5.0' in text
+    assert 'http_requests_total{method="PATCH",route="/health/live",status="405"} 1.0' in text
+    assert "MADEUP" not in text
+
+
 async def test_metrics_label_documentation_routes_by_their_path(
     client: httpx.AsyncClient,
 ) -> None:

@@ -1,5 +1,7 @@
 """The users API: sign-up, validation, pagination; tests/test_auth_*.py cover who may call what."""
 
+import base64
+import json
 import uuid
 from typing import Any
 
@@ -160,13 +162,32 @@ def as_admin(app: FastAPI) -> None:
     app.dependency_overrides[get_authenticated] = lambda: admin
 
 
+def _crafted_cursor(*values: object) -> str:
+    """A cursor of the service's shape (base64 of a JSON list) holding any values."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+_SOME_ID = "0b7e3f52-8c0e-4a7e-9a38-9f1c1c2f6a11"
+
+
 @pytest.mark.parametrize(
-    "query", ["cursor=garbage", "cursor=bm90IGpzb24", "cursor=WzEsIDJd", "cursor=" + "a" * 500]
+    "cursor",
+    [
+        "garbage",
+        "bm90IGpzb24",
+        "WzEsIDJd",
+        "a" * 500,
+        _crafted_cursor("2024-01-01T00:00:00+00:00", 5),
+        # Valid timestamps whose UTC time is outside what Python (and so the
+        # driver) can hold: year 0 and year 10000.
+        _crafted_cursor("0001-01-01T00:00:00+23:59", _SOME_ID),
+        _crafted_cursor("9999-12-31T23:59:59-23:59", _SOME_ID),
+    ],
 )
 async def test_list_users_with_garbage_cursor_returns_422(
-    client: httpx.AsyncClient, as_admin: None, query: str
+    client: httpx.AsyncClient, as_admin: None, cursor: str
 ) -> None:
-    body = assert_problem(await client.get(f"{USERS}?{query}"), 422)
+    body = assert_problem(await client.get(USERS, params={"cursor": cursor}), 422)
     assert body["errors"][0]["loc"] == ["query", "cursor"]
 
 
