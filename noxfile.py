@@ -2,11 +2,17 @@
 
 `nox` alone runs every step, `final`, `repo`, `lint`, `typecheck` and `docs`;
 `nox --list` shows them all. Arguments after `--` go to the tool a session runs
-(`nox -s final -- -k login -x` passes `-k login -x` to pytest).
+(`nox -s final -- -k login -x` passes `-k login -x` to pytest). Each step also
+has `run(NN_name)`, which runs its app, `exercise(NN_name)`, which runs the
+test of one of its exercises, and `venv(NN_name)`, which makes its environment
+for an editor or a shell; none of them is part of the test run.
 """
 
 from __future__ import annotations
 
+import ast
+import itertools
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,6 +29,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
 STEPS = sorted(path.parent for path in ROOT.glob("steps/*/pyproject.toml"))
+STEP_IDS = [nox.param(path.name, id=path.name) for path in STEPS]
 FINAL = ROOT / "final"
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
@@ -31,6 +38,8 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 FINAL_REDIS_DB = 9
 RESILIENCE_REDIS_DB = 10
 BENCH_REDIS_DB = 12
+# `run(NN_name)` sessions share one: a learner runs one step's app at a time.
+RUN_REDIS_DB = 11
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -47,14 +56,26 @@ def requirement_names(specifiers: list[str]) -> set[str]:
     return {re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower() for spec in specifiers}
 
 
-def run_project_tests(session: nox.Session, project: Path, *, database: str, redis_db: int) -> None:
+def servers_needed(specifiers: list[str]) -> dict[str, bool]:
+    """Say which servers a project reaches, from its dependencies (keywords of `provide`)."""
+    names = requirement_names(specifiers)
+    # A project reaches PostgreSQL only once it depends on the driver, and
+    # Redis once it depends on the client: earlier steps start no servers.
+    return {"postgres": "asyncpg" in names, "redis": "redis" in names}
+
+
+def run_project_tests(
+    session: nox.Session,
+    project: Path,
+    *,
+    database: str,
+    redis_db: int,
+    pytest_args: list[str] | None = None,
+) -> None:
     """Install a project with its test group and run its tests against its own servers."""
     deps = requirements(project, "test")
     session.install(*deps)
-    names = requirement_names(deps)
-    # A project reaches PostgreSQL only once it depends on the driver, and
-    # Redis once it depends on the client: earlier steps start no servers.
-    with services.provide(postgres="asyncpg" in names, redis="redis" in names) as found:
+    with services.provide(**servers_needed(deps)) as found:
         env: dict[str, str] = {}
         if found.postgres:
             env["DATABASE_URL"] = found.database_url(database)
@@ -63,15 +84,104 @@ def run_project_tests(session: nox.Session, project: Path, *, database: str, red
             # For the fault tests that start, stop and break a redis-server of their own.
             env["REDIS_SERVER"] = services.redis_server_binary()
         session.chdir(project)
-        session.run("pytest", *session.posargs, env=env)
+        args = session.posargs if pytest_args is None else pytest_args
+        session.run("pytest", *args, env=env)
 
 
 @nox.session
-@nox.parametrize("step", [nox.param(path.name, id=path.name) for path in STEPS])
+@nox.parametrize("step", STEP_IDS)
 def step(session: nox.Session, step: str) -> None:
     """Run one step's tests (all steps without an id: `nox -s step`)."""
     number = int(step.split("_", 1)[0])
     run_project_tests(session, ROOT / "steps" / step, database=f"workshop_{step}", redis_db=number)
+
+
+def exercises(project: Path) -> dict[str, str]:
+    """Return a project's exercises, {name: the first line of its test's docstring}."""
+    found: dict[str, str] = {}
+    for test in sorted(project.glob("exercises/*/test_*.py")):
+        name = test.parent.name
+        if test.name == f"test_{name}.py":
+            docstring = ast.get_docstring(ast.parse(test.read_text(encoding="utf-8"))) or ""
+            found[name] = docstring.partition("\n")[0]
+    return found
+
+
+@nox.session(default=False)
+@nox.parametrize("step", STEP_IDS)
+def exercise(session: nox.Session, step: str) -> None:
+    """Run an exercise's test on a step (`-- NAME [pytest args]`; without a name, list them)."""
+    project = ROOT / "steps" / step
+    found = exercises(project)
+    names = list(itertools.takewhile(lambda arg: not arg.startswith("-"), session.posargs))
+    if not names:
+        # The list goes to standard output (nox logs to standard error).
+        print("\n".join(f"{name}: {summary}" for name, summary in found.items()), flush=True)
+        session.log(f'Run one with ./workshop -s "exercise({step})" -- NAME')
+        return
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        session.error(
+            f"steps/{step} has no exercise {', '.join(unknown)}; it has {', '.join(found)}."
+        )
+    # The step's own tests are not collected: only the named exercises' tests run.
+    paths = [f"exercises/{name}" for name in names]
+    number = int(step.split("_", 1)[0])
+    run_project_tests(
+        session,
+        project,
+        database=f"workshop_{step}",
+        redis_db=number,
+        pytest_args=[*paths, *session.posargs[len(names) :]],
+    )
+
+
+# reuse_venv: a restart should not rebuild the environment from scratch
+# (installing still runs, so a new dependency arrives).
+@nox.session(default=False, reuse_venv=True)
+@nox.parametrize("step", STEP_IDS)
+def run(session: nox.Session, step: str) -> None:
+    """Run one step's app on http://127.0.0.1:8000 with --reload (`python -m app` if no app)."""
+    project = ROOT / "steps" / step
+    deps = requirements(project)
+    session.install(*deps)
+    # persistent: what a learner created in a step's app is still there tomorrow.
+    with services.provide(**servers_needed(deps), persistent=True) as found:
+        env: dict[str, str] = {}
+        if found.postgres:
+            env["DATABASE_URL"] = found.database_url(f"workshop_run_{step}")
+        if found.redis:
+            env["REDIS_URL"] = found.redis_url(RUN_REDIS_DB)
+        session.chdir(project)
+        if (project / "alembic.ini").is_file():
+            session.run("python", str(ROOT / "tools" / "create_database.py"), env=env)
+            session.run("alembic", "upgrade", "head", env=env)
+        if (project / "app" / "main.py").is_file():
+            # uvicorn's own defaults are 127.0.0.1:8000; UVICORN_PORT=8001 (or
+            # `-- --port 8001`) picks another port, as uvicorn documents.
+            session.run("uvicorn", "app.main:app", "--reload", *session.posargs, env=env)
+        else:
+            session.run("python", "-m", "app", *session.posargs, env=env)
+
+
+# reuse_venv: an editor keeps pointing at this environment; rebuilding it
+# would pull it from under the editor.
+@nox.session(default=False, reuse_venv=True)
+@nox.parametrize("step", STEP_IDS)
+def venv(session: nox.Session, step: str) -> None:
+    """Make one step's environment for an editor and print its Python (`-- shell` opens a shell)."""
+    project = ROOT / "steps" / step
+    session.install(*requirements(project, "test"))
+    # The one line on standard output (nox logs to standard error), for an
+    # editor's "select interpreter" or a script.
+    print(Path(session.bin) / "python", flush=True)
+    if not session.posargs:
+        return
+    if session.posargs != ["shell"]:
+        session.error(f"venv({step}) takes `-- shell` or nothing, not {session.posargs}.")
+    session.chdir(project)
+    session.log(f"A shell in steps/{step} with its environment first on PATH; `exit` leaves it.")
+    session.run(os.environ.get("SHELL", "/bin/sh"), external=True)
 
 
 @nox.session

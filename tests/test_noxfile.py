@@ -39,6 +39,16 @@ def test_every_step_has_a_session(sessions: dict[str, tuple[bool, str]]) -> None
     assert not missing, f"no nox session for {missing}; have {sorted(sessions)}"
 
 
+def test_every_step_can_be_run_exercised_and_opened_in_an_editor_outside_the_test_run(
+    sessions: dict[str, tuple[bool, str]],
+) -> None:
+    for step in STEPS:
+        for kind in ("run", "exercise", "venv"):
+            name = f"{kind}({step.name})"
+            assert name in sessions, f"no nox session {name!r}; have {sorted(sessions)}"
+            assert not sessions[name][0], f"{name} must not be part of the test run"
+
+
 def test_every_named_session_exists_with_a_description(
     sessions: dict[str, tuple[bool, str]],
 ) -> None:
