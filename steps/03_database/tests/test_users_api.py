@@ -4,9 +4,12 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
+
+pytestmark = pytest.mark.task("users")
 
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
