@@ -25,7 +25,8 @@ IGNORED_PARTS = {
     ".nox",
 }
 IGNORED_SUFFIXES = {".pyc", ".pyo", ".egg-info"}
-IGNORED_NAMES = {".env"}
+# learn.toml is what the learner check reads about a step, not a part of its layer.
+IGNORED_NAMES = {".env", "learn.toml"}
 
 
 def snapshot(directory: Path | None) -> dict[str, list[str]]:
