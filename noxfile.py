@@ -1,12 +1,19 @@
 """Nox sessions: one per workshop step, plus final/, the repository checks and the tooling.
 
-`nox` alone runs every step, `final`, `repo`, `lint`, `typecheck` and `docs`;
+`nox` alone runs every step, `final`, `resilience`, `repo`, `lint`, `typecheck`, `docs`
+and `browser` (which says how to get a Chromium, and steps aside, where none is found);
 `nox --list` shows them all. Arguments after `--` go to the tool a session runs
-(`nox -s final -- -k login -x` passes `-k login -x` to pytest).
+(`nox -s final -- -k login -x` passes `-k login -x` to pytest). Each step also
+has `run(NN_name)`, which runs its app, `exercise(NN_name)`, which runs the
+test of one of its exercises, and `venv(NN_name)`, which makes its environment
+for an editor or a shell; none of them is part of the test run.
 """
 
 from __future__ import annotations
 
+import ast
+import itertools
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -19,13 +26,15 @@ ROOT = Path(__file__).resolve().parent
 # The noxfile is loaded as a plain module: make the repository's tools/ importable.
 sys.path.insert(0, str(ROOT))
 
-from tools import services  # noqa: E402
+from tools import mermaid, services  # noqa: E402
+from tools.chromium import HOW_TO_GET_ONE, find_chromium  # noqa: E402
 from tools.learner import cli as learner_cli  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 
 STEPS = sorted(path.parent for path in ROOT.glob("steps/*/pyproject.toml"))
+STEP_IDS = [nox.param(path.name, id=path.name) for path in STEPS]
 FINAL = ROOT / "final"
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
@@ -34,8 +43,28 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 FINAL_REDIS_DB = 9
 RESILIENCE_REDIS_DB = 10
 BENCH_REDIS_DB = 12
+# `run(NN_name)` sessions share one: a learner runs one step's app at a time.
+RUN_REDIS_DB = 11
+MUTATION_REDIS_DB = 13
+BROWSER_REDIS_DB = 14
+
+# What `nox -s mutation` mutates: final/'s security-critical modules, and every
+# step's whole app/ (a new step joins by existing). See docs/reference/mutation.md.
+MUTATED_FINAL_MODULES = (
+    "app/deps.py",
+    "app/repository.py",
+    "app/ratelimit.py",
+    "app/limit_policy.py",
+    "app/cache.py",
+    "app/user_reads.py",
+    "app/errors.py",
+    "app/middleware.py",
+    "app/session_markers.py",
+)
+# CI sets it: there the browser session fails, rather than skips, without a Chromium.
+BROWSER_REQUIRED = os.environ.get("WORKSHOP_BROWSER", "").strip().lower() == "required"
 # The learner check and the authors' check of the steps: one learner, one step at a time.
-LEARNER_REDIS_DB = 13
+LEARNER_REDIS_DB = 15
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -52,38 +81,141 @@ def requirement_names(specifiers: list[str]) -> set[str]:
     return {re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0].lower() for spec in specifiers}
 
 
+def servers_needed(specifiers: list[str]) -> dict[str, bool]:
+    """Say which servers a project reaches, from its dependencies (keywords of `provide`)."""
+    names = requirement_names(specifiers)
+    # A project reaches PostgreSQL only once it depends on the driver, and
+    # Redis once it depends on the client: earlier steps start no servers.
+    return {"postgres": "asyncpg" in names, "redis": "redis" in names}
+
+
 @contextmanager
 def project_environment(
     session: nox.Session, deps: list[str], *, database: str, redis_db: int
 ) -> Iterator[dict[str, str]]:
     """Install these packages, start the servers they reach, and yield their URLs."""
     session.install(*deps)
-    names = requirement_names(deps)
-    # A project reaches PostgreSQL only once it depends on the driver, and
-    # Redis once it depends on the client: earlier steps start no servers.
-    with services.provide(postgres="asyncpg" in names, redis="redis" in names) as found:
+    with services.provide(**servers_needed(deps)) as found:
         env: dict[str, str] = {}
         if found.postgres:
             env["DATABASE_URL"] = found.database_url(database)
         if found.redis:
             env["REDIS_URL"] = found.redis_url(redis_db)
+            # For the fault tests that start, stop and break a redis-server of their own.
+            env["REDIS_SERVER"] = services.redis_server_binary()
         yield env
 
 
-def run_project_tests(session: nox.Session, project: Path, *, database: str, redis_db: int) -> None:
+def run_project_tests(
+    session: nox.Session,
+    project: Path,
+    *,
+    database: str,
+    redis_db: int,
+    pytest_args: list[str] | None = None,
+) -> None:
     """Install a project with its test group and run its tests against its own servers."""
     deps = requirements(project, "test")
     with project_environment(session, deps, database=database, redis_db=redis_db) as env:
         session.chdir(project)
-        session.run("pytest", *session.posargs, env=env)
+        args = session.posargs if pytest_args is None else pytest_args
+        session.run("pytest", *args, env=env)
 
 
 @nox.session
-@nox.parametrize("step", [nox.param(path.name, id=path.name) for path in STEPS])
+@nox.parametrize("step", STEP_IDS)
 def step(session: nox.Session, step: str) -> None:
     """Run one step's tests (all steps without an id: `nox -s step`)."""
     number = int(step.split("_", 1)[0])
     run_project_tests(session, ROOT / "steps" / step, database=f"workshop_{step}", redis_db=number)
+
+
+def exercises(project: Path) -> dict[str, str]:
+    """Return a project's exercises, {name: the first line of its test's docstring}."""
+    found: dict[str, str] = {}
+    for test in sorted(project.glob("exercises/*/test_*.py")):
+        name = test.parent.name
+        if test.name == f"test_{name}.py":
+            docstring = ast.get_docstring(ast.parse(test.read_text(encoding="utf-8"))) or ""
+            found[name] = docstring.partition("\n")[0]
+    return found
+
+
+@nox.session(default=False)
+@nox.parametrize("step", STEP_IDS)
+def exercise(session: nox.Session, step: str) -> None:
+    """Run an exercise's test on a step (`-- NAME [pytest args]`; without a name, list them)."""
+    project = ROOT / "steps" / step
+    found = exercises(project)
+    names = list(itertools.takewhile(lambda arg: not arg.startswith("-"), session.posargs))
+    if not names:
+        # The list goes to standard output (nox logs to standard error).
+        print("\n".join(f"{name}: {summary}" for name, summary in found.items()), flush=True)
+        session.log(f'Run one with ./workshop -s "exercise({step})" -- NAME')
+        return
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        session.error(
+            f"steps/{step} has no exercise {', '.join(unknown)}; it has {', '.join(found)}."
+        )
+    # The step's own tests are not collected: only the named exercises' tests run.
+    paths = [f"exercises/{name}" for name in names]
+    number = int(step.split("_", 1)[0])
+    run_project_tests(
+        session,
+        project,
+        database=f"workshop_{step}",
+        redis_db=number,
+        pytest_args=[*paths, *session.posargs[len(names) :]],
+    )
+
+
+# reuse_venv: a restart should not rebuild the environment from scratch
+# (installing still runs, so a new dependency arrives).
+@nox.session(default=False, reuse_venv=True)
+@nox.parametrize("step", STEP_IDS)
+def run(session: nox.Session, step: str) -> None:
+    """Run one step's app on http://127.0.0.1:8000 with --reload (`python -m app` if no app)."""
+    project = ROOT / "steps" / step
+    deps = requirements(project)
+    session.install(*deps)
+    # persistent: what a learner created in a step's app is still there tomorrow.
+    with services.provide(**servers_needed(deps), persistent=True) as found:
+        env: dict[str, str] = {}
+        if found.postgres:
+            env["DATABASE_URL"] = found.database_url(f"workshop_run_{step}")
+        if found.redis:
+            env["REDIS_URL"] = found.redis_url(RUN_REDIS_DB)
+        session.chdir(project)
+        if (project / "alembic.ini").is_file():
+            session.run("python", str(ROOT / "tools" / "create_database.py"), env=env)
+            session.run("alembic", "upgrade", "head", env=env)
+        if (project / "app" / "main.py").is_file():
+            # uvicorn's own defaults are 127.0.0.1:8000; UVICORN_PORT=8001 (or
+            # `-- --port 8001`) picks another port, as uvicorn documents.
+            session.run("uvicorn", "app.main:app", "--reload", *session.posargs, env=env)
+        else:
+            session.run("python", "-m", "app", *session.posargs, env=env)
+
+
+# reuse_venv: an editor keeps pointing at this environment; rebuilding it
+# would pull it from under the editor.
+@nox.session(default=False, reuse_venv=True)
+@nox.parametrize("step", STEP_IDS)
+def venv(session: nox.Session, step: str) -> None:
+    """Make one step's environment for an editor and print its Python (`-- shell` opens a shell)."""
+    project = ROOT / "steps" / step
+    session.install(*requirements(project, "test"))
+    # The one line on standard output (nox logs to standard error), for an
+    # editor's "select interpreter" or a script.
+    print(Path(session.bin) / "python", flush=True)
+    if not session.posargs:
+        return
+    if session.posargs != ["shell"]:
+        session.error(f"venv({step}) takes `-- shell` or nothing, not {session.posargs}.")
+    session.chdir(project)
+    session.log(f"A shell in steps/{step} with its environment first on PATH; `exit` leaves it.")
+    session.run(os.environ.get("SHELL", "/bin/sh"), external=True)
 
 
 @nox.session
@@ -124,7 +256,10 @@ def typecheck(session: nox.Session) -> None:
     """Type-check final/app, every step's app, the benchmark and the tooling with mypy --strict."""
     projects = [*STEPS, FINAL]
     deps = {spec for project in projects for spec in requirements(project, "test")}
-    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck", "bench"), *sorted(deps))
+    # docs: mkdocs, whose types the docs hooks in tools/ use.
+    session.install(
+        *nox.project.dependency_groups(PYPROJECT, "typecheck", "bench", "docs"), *sorted(deps)
+    )
     config = str(ROOT / "pyproject.toml")
     # Every project's package is called `app`, so each is checked from its own
     # directory: one mypy run over all of them would see duplicate modules.
@@ -135,14 +270,51 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--config-file", config, "tools", "bench", "noxfile.py")
 
 
+def install_mermaid(session: nox.Session, *, required: bool = False) -> bool:
+    """Fetch mermaid.js for the docs site once (with npm); say in one line if it cannot be had."""
+    session.run("python", str(ROOT / "tools" / "mermaid.py"), *(["--required"] if required else []))
+    return mermaid.INSTALLED.is_file()
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs site strictly (`nox -s docs -- serve` serves it with live reload)."""
+    """Build the docs site strictly (`nox -s docs -- serve` serves it on 127.0.0.1:8001)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    install_mermaid(session)
     if session.posargs and session.posargs[0] == "serve":
-        session.run("mkdocs", "serve", *session.posargs[1:])
+        # As `serve` does: a closed terminal or a process manager's SIGTERM
+        # stops mkdocs too, instead of leaving it holding the port.
+        with services.stop_on_termination():
+            session.run("mkdocs", "serve", *session.posargs[1:])
     else:
         session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Drive Swagger UI and every docs page in the machine's Chromium, offline."""
+    chromium = find_chromium()
+    if chromium is None:
+        if BROWSER_REQUIRED:
+            session.error(HOW_TO_GET_ONE)
+        session.skip(HOW_TO_GET_ONE)
+    session.install(
+        *requirements(FINAL), *nox.project.dependency_groups(PYPROJECT, "browser", "docs")
+    )
+    if not install_mermaid(session, required=BROWSER_REQUIRED):
+        session.skip(mermaid.HOW_TO_GET_IT)
+    site = str(Path(session.create_tmp()) / "site")
+    session.run("mkdocs", "build", "--strict", "--quiet", "--site-dir", site)
+    with services.provide(postgres=True, redis=True) as found:
+        env = {
+            "DATABASE_URL": found.database_url("workshop_browser"),
+            "REDIS_URL": found.redis_url(BROWSER_REDIS_DB),
+            "WORKSHOP_CHROMIUM": chromium,
+            "WORKSHOP_SITE": site,
+            # Playwright's driver must not look for, or fetch, browsers of its own.
+            "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1",
+        }
+        session.run("pytest", "browser", *session.posargs, env=env)
 
 
 @nox.session(default=False)
@@ -185,6 +357,71 @@ def bench(session: nox.Session) -> None:
             "REDIS_URL": found.redis_url(BENCH_REDIS_DB),
         }
         session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs, env=env)
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation-test final/'s security-critical modules and each step's app/ (`-- PATH`: one)."""
+    projects = {FINAL: list(MUTATED_FINAL_MODULES), **{step: ["app/*"] for step in STEPS}}
+    deps = {spec for project in projects for spec in requirements(project, "test")}
+    session.install(*sorted(deps), *nox.project.dependency_groups(PYPROJECT, "mutation"))
+    chosen = mutation_targets(session, projects)
+    with services.provide(postgres=True, redis=True) as found:
+        for project, modules in chosen.items():
+            name = project.relative_to(ROOT).as_posix()
+            env = {
+                "DATABASE_URL": found.database_url(f"workshop_mutation_{project.name}"),
+                "REDIS_URL": found.redis_url(MUTATION_REDIS_DB),
+            }
+            workdir = ROOT / ".mutation" / project.name
+            session.run(
+                "python",
+                str(ROOT / "tools" / "mutation.py"),
+                "prepare",
+                str(project),
+                str(workdir),
+                *projects[project],
+                silent=True,
+            )
+            session.chdir(workdir)
+            globs = [module_glob(module) for module in modules]
+            # mutmut exits 0 with survivors; the report below judges them.
+            session.run("mutmut", "run", "--max-children", "2", *globs, env=env)
+            session.run(
+                "python",
+                str(ROOT / "tools" / "mutation.py"),
+                "report",
+                name,
+                *globs,
+                env=env,
+            )
+            session.chdir(ROOT)
+
+
+def mutation_targets(
+    session: nox.Session, projects: dict[Path, list[str]]
+) -> dict[Path, list[str]]:
+    """The projects and modules named after `--` (a project or a module path), or all of them."""
+    if not session.posargs:
+        return projects
+    chosen: dict[Path, list[str]] = {}
+    for arg in session.posargs:
+        path = (ROOT / arg).resolve()
+        project = next((p for p in projects if path == p or p in path.parents), None)
+        if project is None:
+            session.error(f"{arg} is not in final/ or a step: name a project or a module in one.")
+        module = path.relative_to(project).as_posix() if path != project else None
+        chosen.setdefault(project, [])
+        if module is None:
+            chosen[project] = projects[project]
+        elif chosen[project] is not projects[project]:
+            chosen[project].append(module)
+    return chosen
+
+
+def module_glob(module: str) -> str:
+    """The mutmut mutant-name pattern of a module path (`app/deps.py` -> `app.deps.*`)."""
+    return module.removesuffix(".py").replace("/", ".").removesuffix(".*") + ".*"
 
 
 # --- the learner check: write a step yourself, and have its tests judge it ---------
@@ -258,7 +495,7 @@ def skip(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("step", [nox.param(path.name, id=path.name) for path in STEPS])
+@nox.parametrize("step", STEP_IDS)
 def authors(session: nox.Session, step: str) -> None:
     """Check a step's tests judge a learner fairly: each task fails on the step before."""
     index = [path.name for path in STEPS].index(step)

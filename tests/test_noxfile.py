@@ -8,9 +8,20 @@ import sys
 import pytest
 from helpers import ROOT, STEPS
 
-NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "serve", "learner"]
+NAMED = [
+    "final",
+    "resilience",
+    "repo",
+    "lint",
+    "typecheck",
+    "docs",
+    "browser",
+    "serve",
+    "mutation",
+    "learner",
+]
 # What `nox` alone runs: the README's test command.
-DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs", "learner"]
+DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser", "learner"]
 # A learner's own commands (docs/learner.md): never part of the test run.
 LEARNER_COMMANDS = ["start", "check", "hint", "watch", "progress", "solution", "reset", "skip"]
 
@@ -41,6 +52,16 @@ def test_every_step_has_a_session(sessions: dict[str, tuple[bool, str]]) -> None
     assert not missing, f"no nox session for {missing}; have {sorted(sessions)}"
 
 
+def test_every_step_can_be_run_exercised_and_opened_in_an_editor_outside_the_test_run(
+    sessions: dict[str, tuple[bool, str]],
+) -> None:
+    for step in STEPS:
+        for kind in ("run", "exercise", "venv"):
+            name = f"{kind}({step.name})"
+            assert name in sessions, f"no nox session {name!r}; have {sorted(sessions)}"
+            assert not sessions[name][0], f"{name} must not be part of the test run"
+
+
 def test_every_named_session_exists_with_a_description(
     sessions: dict[str, tuple[bool, str]],
 ) -> None:
@@ -49,7 +70,7 @@ def test_every_named_session_exists_with_a_description(
         assert sessions[name][1], f"session {name!r} has no docstring"
 
 
-def test_plain_nox_runs_every_step_and_the_checks_but_not_serve(
+def test_plain_nox_runs_every_step_and_the_checks_but_not_serve_or_mutation(
     sessions: dict[str, tuple[bool, str]],
 ) -> None:
     selected = {name for name, (default, _) in sessions.items() if default}
@@ -60,6 +81,8 @@ def test_plain_nox_runs_every_step_and_the_checks_but_not_serve(
     }
     assert expected <= selected, f"missing from the default run: {expected - selected}"
     assert "serve" not in selected
+    # Mutation testing takes far longer than the tests: run on purpose, not by default.
+    assert "mutation" not in selected
 
 
 def test_the_learner_commands_exist_and_stay_out_of_the_test_run(

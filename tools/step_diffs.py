@@ -1,15 +1,22 @@
-"""Write each step's diff from the previous step's snapshot, for the docs' "What changed".
+"""Write each step's changes from the previous step's snapshot, for its docs page.
 
-The diffs are generated, never typed: the docs build runs this as a mkdocs hook
-(`on_config`), and each step page includes its file with pymdownx.snippets.
+Generated, never typed: the docs build runs this as a mkdocs hook (`on_config`)
+and the step pages include the files with pymdownx.snippets. For a step NN_name:
+
+    NN_name.md                the "What changed" table: each file, new, changed or removed
+    NN_name/<path>.diff       one changed or removed file's diff, which the page shows
+                              instead of the whole file (new files are included whole)
+    NN_name.diff              the whole step's diff, to read on its own
+
 Run it by hand with `python tools/step_diffs.py` to look at the files.
 """
 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ROOT / "steps"
@@ -27,6 +34,19 @@ IGNORED_PARTS = {
 IGNORED_SUFFIXES = {".pyc", ".pyo", ".egg-info"}
 # learn.toml is what the learner check reads about a step, not a part of its layer.
 IGNORED_NAMES = {".env", "learn.toml"}
+# A step's exercises and their answers are its own, not part of the layer it adds.
+IGNORED_TOP_LEVEL = {"exercises"}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One file that differs between two snapshots, with its unified diff."""
+
+    path: str
+    kind: Literal["new", "changed", "removed"]
+    added: int
+    removed: int
+    diff: str
 
 
 def snapshot(directory: Path | None) -> dict[str, list[str]]:
@@ -38,6 +58,7 @@ def snapshot(directory: Path | None) -> dict[str, list[str]]:
         relative = path.relative_to(directory)
         if (
             not path.is_file()
+            or relative.parts[0] in IGNORED_TOP_LEVEL
             or IGNORED_PARTS.intersection(relative.parts)
             or path.suffix in IGNORED_SUFFIXES
             or path.name in IGNORED_NAMES
@@ -53,15 +74,15 @@ def snapshot(directory: Path | None) -> dict[str, list[str]]:
     return files
 
 
-def diff_trees(old: Path | None, new: Path) -> str:
-    """Return the unified diff that turns snapshot `old` into snapshot `new`."""
+def changes(old: Path | None, new: Path) -> list[Change]:
+    """Return the files that differ from snapshot `old` to snapshot `new`, by path."""
     before, after = snapshot(old), snapshot(new)
-    chunks: list[str] = []
+    found: list[Change] = []
     for name in sorted(before.keys() | after.keys()):
         old_lines, new_lines = before.get(name, []), after.get(name, [])
         if old_lines == new_lines:
             continue
-        chunks.extend(
+        lines = list(
             difflib.unified_diff(
                 old_lines,
                 new_lines,
@@ -69,21 +90,65 @@ def diff_trees(old: Path | None, new: Path) -> str:
                 tofile=f"b/{name}" if name in after else "/dev/null",
             )
         )
-    return "".join(chunks) or "(no changes)\n"
+        # Past the two file headers, "+" and "-" start added and removed lines.
+        body = lines[2:]
+        found.append(
+            Change(
+                path=name,
+                kind="new" if name not in before else "removed" if name not in after else "changed",
+                added=sum(line.startswith("+") for line in body),
+                removed=sum(line.startswith("-") for line in body),
+                diff="".join(lines),
+            )
+        )
+    return found
+
+
+def diff_trees(old: Path | None, new: Path) -> str:
+    """Return the unified diff that turns snapshot `old` into snapshot `new`."""
+    return "".join(change.diff for change in changes(old, new)) or "(no changes)\n"
+
+
+def summary_table(found: list[Change]) -> str:
+    """Return the "What changed" table: one row per file, with its lines added and removed."""
+    if not found:
+        return "Nothing changed.\n"
+    rows = ["| file | | lines |", "|---|---|---|"]
+    for change in found:
+        counts = f"+{change.added}" + (f" -{change.removed}" if change.removed else "")
+        rows.append(f"| `{change.path}` | {change.kind} | {counts} |")
+    return "\n".join(rows) + "\n"
+
+
+def _write_if_changed(target: Path, text: str) -> None:
+    """Write a file only if its text differs, so that `mkdocs serve` does not rebuild in a loop."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
 
 
 def write_step_diffs(steps: Path = STEPS, output: Path = OUTPUT) -> list[Path]:
-    """Write one `<step>.diff` per step into `output`; step 01's is its whole tree."""
+    """Write every step's table, per-file diffs and whole diff; return the whole diffs."""
     output.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     previous: Path | None = None
     for step in sorted(path for path in steps.iterdir() if (path / "pyproject.toml").is_file()):
-        target = output / f"{step.name}.diff"
-        text = diff_trees(previous, step)
-        # Rewrite only on change, so that `mkdocs serve` does not rebuild in a loop.
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
-        written.append(target)
+        found = changes(previous, step)
+        per_file = output / step.name
+        wanted = {
+            per_file / f"{change.path}.diff": change.diff
+            for change in found
+            if change.kind != "new"
+        }
+        for stale in per_file.rglob("*.diff") if per_file.is_dir() else []:
+            if stale not in wanted:
+                stale.unlink()
+        for target, text in wanted.items():
+            _write_if_changed(target, text)
+        _write_if_changed(output / f"{step.name}.md", summary_table(found))
+        whole = output / f"{step.name}.diff"
+        _write_if_changed(whole, "".join(change.diff for change in found) or "(no changes)\n")
+        written.append(whole)
         previous = step
     return written
 

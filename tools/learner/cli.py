@@ -86,7 +86,7 @@ def describe(shop: Workshop, lesson: Lesson) -> None:
         shop.out(f"  {index}. {task.title}\n     {task.summary}")
     shop.out(
         f"\nThe page: {lesson.page} (or `./workshop -s docs -- serve` and "
-        f"http://127.0.0.1:8000/steps/{lesson.name}/).\n"
+        f"http://127.0.0.1:8001/steps/{lesson.name}/).\n"
         "`./workshop -s check` judges your work/ with the step's tests; "
         "`./workshop -s watch` re-checks on every save."
     )

@@ -15,15 +15,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; tests pass their own settings instead of patching modules."""
     settings = settings or get_settings()
 
-    # --8<-- [start:lifespan]
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         """Open the shared clients at start-up, lend them to requests, close them at shutdown."""
         # Nothing to open yet: clients opened here are handed out in the state
         # and closed after the yield, in reverse order.
         yield {"settings": settings}
-
-    # --8<-- [end:lifespan]
 
     app = FastAPI(
         title="Workshop user service",

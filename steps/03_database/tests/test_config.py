@@ -221,6 +221,11 @@ def test_redis_url_with_tls_is_accepted() -> None:
             "or as comma-separated values.",
         ),
         (
+            {"trusted_hosts": " , "},
+            "Setting TRUSTED_HOSTS is empty: name at least one host, or * for any host "
+            "(with none, every request would get 400).",
+        ),
+        (
             {"trusted_hosts": "api.*.example.com"},
             "Setting TRUSTED_HOSTS has an invalid entry: each must be a host name, "
             "*.domain for its subdomains, or * for any host.",

@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from app.config import Settings
+from app.main import create_app
 from app.middleware import DEFAULT_MAX_BODY_BYTES, request_id_var
 
 pytestmark = pytest.mark.task("middleware")
@@ -188,6 +189,22 @@ async def test_cors_preflight_from_another_origin_is_refused(client: httpx.Async
     assert "access-control-allow-origin" not in response.headers
 
 
+async def test_cors_for_any_origin_never_allows_credentials(settings: Settings) -> None:
+    any_origin = create_app(settings.model_copy(update={"cors_origins": ["*"]}))
+    # The CORS middleware answers a preflight itself: no lifespan is needed.
+    transport = httpx.ASGITransport(app=any_origin)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.options(
+            "/health/live",
+            headers={"Origin": "https://anywhere.example", "Access-Control-Request-Method": "GET"},
+        )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "*"
+    # With credentials any site could read a logged-in user's answers.
+    assert "access-control-allow-credentials" not in response.headers
+
+
 async def test_simple_cross_origin_request_exposes_the_request_id(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -229,6 +246,8 @@ async def test_oversized_body_with_content_length_gets_413_before_the_route_runs
     assert problem["instance"] == "/test/upload"
     assert problem["request_id"] == "big-upload"
     assert upload_calls == []
+    # The unread rest of the body is still on the wire: the connection must not be reused.
+    assert response.headers["connection"] == "close"
 
 
 async def test_oversized_chunked_body_gets_413_without_reading_it_all(
@@ -251,6 +270,21 @@ async def test_oversized_chunked_body_gets_413_without_reading_it_all(
     assert problem["instance"] == "/test/upload"
     # The 413 went out as soon as the limit was crossed: one chunk past it.
     assert chunks_sent == DEFAULT_MAX_BODY_BYTES // len(chunk) + 1
+    assert upload_calls == []
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_oversized_body_from_an_allowed_origin_gets_a_413_with_cors_headers(
+    client: httpx.AsyncClient, settings: Settings, upload_calls: list[int], chunked: bool
+) -> None:
+    allowed_origin = settings.cors_origins[0]
+    body = oversized_chunks() if chunked else b"x" * (DEFAULT_MAX_BODY_BYTES + 1)
+
+    response = await client.post("/test/upload", content=body, headers={"Origin": allowed_origin})
+
+    assert_problem(response, 413)
+    # Without it, the browser hands the page's script a network error instead of the 413.
+    assert response.headers["access-control-allow-origin"] == allowed_origin
     assert upload_calls == []
 
 
