@@ -259,6 +259,11 @@ def test_redis_url_with_tls_is_accepted() -> None:
             "Setting REDIS_SOCKET_TIMEOUT_SECONDS is not valid: input should be greater than 0.",
         ),
         (
+            # Past Redis's range of expiry times, every cache write would fail.
+            {"cache_ttl_seconds": "1e17"},
+            "Setting CACHE_TTL_SECONDS is not valid: input should be less than or equal to 86400.",
+        ),
+        (
             {"db_pool_size": "0"},
             "Setting DB_POOL_SIZE is not valid: input should be greater than or equal to 1.",
         ),
