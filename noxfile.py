@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from tools import mermaid, services  # noqa: E402
 from tools.chromium import HOW_TO_GET_ONE, find_chromium  # noqa: E402
 from tools.learner import cli as learner_cli  # noqa: E402
+from tools.learner.lessons import LessonError  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
@@ -437,7 +438,7 @@ def judge_in_step_environment(session: nox.Session, command: str, *extra: str) -
     """Install the current step's packages, start its servers, and run check or watch there."""
     try:
         step_dir = learner_cli.step_to_check(ROOT, session.posargs)
-    except learner_cli.RefusedError as refusal:
+    except (learner_cli.RefusedError, LessonError) as refusal:
         session.error(str(refusal))
     deps = [*requirements(step_dir, "test"), *extra]
     database = f"workshop_learner_{step_dir.name}"

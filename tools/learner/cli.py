@@ -75,7 +75,8 @@ def step_to_check(root: Path, args: Sequence[str]) -> Path:
     """The directory of the step a check (or watch) will run: what nox installs for."""
     shop = Workshop(root)
     state = state_file.load(shop.state_path)
-    wanted = next((arg for arg in args if not arg.startswith("-")), None)
+    # The same parsing as the command itself: `--json results.json` names no step.
+    wanted = parser().parse_args(["check", *args]).step
     return current_lesson(shop, state, wanted).directory
 
 
@@ -251,7 +252,7 @@ def progress(shop: Workshop) -> int:
             for index, task in enumerate(lesson.tasks, 1):
                 mark = {"passed": "✓", "failed": "✗"}.get(record.tasks.get(task.id, ""), "·")
                 shop.out(f"                  {mark} {index}. {task.title}")
-            shop.out(f"                  ({record.checks} checks so far)")
+            shop.out(f"                  (checks so far: {record.checks})")
     if not state.current:
         shop.out("\nNo step started yet: `./workshop -s start -- 01`.")
     return 0

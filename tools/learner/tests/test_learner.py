@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tools.learner.cli import step_to_check
 from tools.learner.tests.learners import ROOT, Learner, matches_golden
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -227,6 +228,16 @@ def test_solution_after_a_pass_is_the_diff_at_once(learner: Learner) -> None:
 
     assert "--- work/app/middleware.py\n+++ steps/02_app/app/middleware.py" in said
     assert "-# my own comment" in said
+
+
+def test_the_step_a_check_installs_for_is_the_current_one_past_the_options(
+    learner: Learner,
+) -> None:
+    learner.run("start", "02")
+
+    chosen = step_to_check(learner.root, ["--json", "results.json"])
+
+    assert chosen == learner.root / "steps" / "02_app"
 
 
 def test_json_results_match_the_golden_file(learner: Learner, tmp_path: Path) -> None:
