@@ -3,15 +3,23 @@
 import argparse
 import asyncio
 import sys
+import uuid
 
 from pydantic import ValidationError
 
+from app.cache import UserCache
 from app.config import Settings, SettingsError, get_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import is_database_unavailable
-from app.repository import EmailTakenError, UserRepository
+from app.redis_client import create_redis
+from app.repository import EmailTakenError, SessionRepository, UserRepository
 from app.schemas import UserCreate
 from app.security import PasswordHasher
+from app.session_markers import forget_sessions
+
+
+class DeactivatedUserError(Exception):
+    """The email belongs to a deactivated account, which this command does not bring back."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,30 +43,74 @@ def _describe(error: ValidationError) -> str:
 
 
 async def create_admin(settings: Settings, email: str, password: str) -> bool:
-    """Create the admin user, or promote the existing one; return whether it was created."""
+    """Create the admin user, or promote the existing one; return whether it was created.
+
+    Raise DeactivatedUserError for a deactivated account: it was deactivated for
+    a reason this command cannot know (a compromised account, perhaps), so it
+    is neither reactivated nor promoted. An admin reactivates it through the API.
+    """
     engine = create_engine(settings)
     try:
         async with create_sessionmaker(engine)() as session:
             users = UserRepository(session)
+            promoted: tuple[uuid.UUID, list[uuid.UUID]] | None = None
             try:
                 await users.create(
                     email=email,
                     password_hash=await PasswordHasher(settings).hash(password),
                     is_admin=True,
                 )
-                created = True
             except EmailTakenError:
                 # Promote, keeping the user's own password: an operator should not
                 # silently reset someone's credentials.
                 existing = await users.get_by_email(email)
                 if existing is None:  # deleted between the two statements
                     raise
-                await users.update(existing.id, {"is_admin": True, "is_active": True})
-                created = False
+                if not existing.is_active:
+                    raise DeactivatedUserError from None
+                await users.update(existing.id, {"is_admin": True})
+                # Read after the UPDATE, which waited for any login holding the
+                # row: that login's session is committed by now, and listed here.
+                promoted = (existing.id, await SessionRepository(session).live_ids(existing.id))
             await session.commit()
     finally:
         await engine.dispose()
-    return created
+    if promoted is None:
+        return True
+    await _forget_old_role(settings, *promoted)
+    return False
+
+
+async def _forget_old_role(
+    settings: Settings, user_id: uuid.UUID, sessions: list[uuid.UUID]
+) -> None:
+    """After the commit, drop what Redis holds of the user's old role, as the API's writes do.
+
+    The cached user shows `is_admin: false` and each session marker records the
+    role "user": both would be believed until their TTLs ran out.
+    """
+    redis = create_redis(
+        settings.redis_url,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        connect_timeout=settings.redis_connect_timeout_seconds,
+        health_check_interval=0,
+        max_connections=2,
+    )
+    try:
+        cache = UserCache(redis, ttl_seconds=settings.cache_ttl_seconds)
+        invalidated = await cache.invalidate(str(user_id))
+        forgotten = await forget_sessions(
+            redis, sessions, ttl_seconds=settings.session_marker_ttl_seconds
+        )
+    finally:
+        await redis.aclose()
+    if not (invalidated and forgotten):
+        longest = max(settings.cache_ttl_seconds, settings.session_marker_ttl_seconds)
+        print(
+            "Redis is not answering: the user's sessions may see their old role "
+            f"for up to {longest:g} seconds.",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except SettingsError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    except DeactivatedUserError:
+        print(
+            f"User {body.email} is deactivated: this command does not reactivate accounts; "
+            "an admin can (PATCH /api/v1/users/{id} with is_active true).",
+            file=sys.stderr,
+        )
         return 1
     except Exception as exc:
         if not is_database_unavailable(exc):

@@ -34,11 +34,13 @@ Loader = Callable[[], Awaitable[bytes | None]]
 # Stale-value protection. A reader that misses, queries PostgreSQL and then writes
 # back can lose a race with a writer: reader reads the old row, writer commits and
 # invalidates, reader writes the old row back, and it stays for a whole TTL.
-# So every key has a generation counter beside it: invalidate() bumps it, and a
-# write-back only happens if the counter is still what the reader saw BEFORE its
-# query. A value written back from a read that raced a write is therefore either
-# refused or, if it landed before the invalidation, deleted by it: stale at most
-# from the commit to its invalidation. (If Redis is down during the invalidation,
+# So every key has a generation beside it: invalidate() replaces it with a random
+# value, and a write-back only happens if it is still what the reader saw BEFORE
+# its query. Random, not a counter: an INCR on a counter that expired restarts at
+# 1, a value a slow reader may have seen, and its stale row would be accepted.
+# A value written back from a read that raced a write is therefore either refused
+# or, if it landed before the invalidation, deleted by it: stale at most from the
+# commit to its invalidation. (If Redis is down during the invalidation,
 # the TTL is the bound, which is why it is short.)
 
 # KEYS[1] value, KEYS[2] generation. ARGV[1] generation seen before the query
@@ -51,11 +53,11 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS[1] value, KEYS[2] generation. ARGV[1] generation TTL in milliseconds: it
-# must outlive any load in progress, or an expired counter would read '' again.
+# KEYS[1] value, KEYS[2] generation. ARGV[1] the new generation (random, never
+# seen before), ARGV[2] its TTL in milliseconds: it must outlive any load in
+# progress, or an expired generation would read '' again.
 _INVALIDATE_LUA = """
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return redis.call('DEL', KEYS[1])
 """
 
@@ -196,8 +198,14 @@ class UserCache:
     async def invalidate(self, user_id: str) -> bool:
         """Drop a user's entry; call it after the commit of every write to that user."""
         key = self.key(user_id)
+        # A load in flight may have read the row before this write: a read that
+        # starts from now on must not join it, or a client could be told of the
+        # write and then read the old row. (Its own write-back is refused below.)
+        self._in_flight.pop(key, None)
         try:
-            await self._invalidate(keys=[key, key + ":gen"], args=[self._generation_ttl_ms])
+            await self._invalidate(
+                keys=[key, key + ":gen"], args=[secrets.token_hex(16), self._generation_ttl_ms]
+            )
         except REDIS_ERRORS as error:
             # The entry may now be stale until its TTL runs out: log it, count it.
             self._failed("Redis is unavailable: a user's cache entry was not invalidated", error)
@@ -229,7 +237,9 @@ class UserCache:
             future.set_result(result)
             return result
         finally:
-            del self._in_flight[key]
+            # Unless an invalidation dropped it, and a newer load took its place.
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
             # Cancelled (the client went away): followers see it and load for themselves.
             if not future.done():
                 future.cancel()

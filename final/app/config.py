@@ -1,6 +1,7 @@
 """Settings read from the environment (or .env), validated once at start-up."""
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -63,8 +64,10 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="redis://localhost:6379/0", repr=False)
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET_KEY)
     environment: Environment = "development"
-    access_token_ttl_seconds: int = Field(default=900, ge=1)
-    refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=1)
+    # Bounded: a lifetime past datetime's range made every login a 500. A day
+    # and a year are far beyond any sane choice, and well inside the range.
+    access_token_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
+    refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=1, le=31_536_000)
     login_rate_limit: Annotated[RateLimit, NoDecode] = RateLimit.parse("5/minute")
     rate_limit: Annotated[RateLimit, NoDecode] = RateLimit.parse("100/minute")
     cors_origins: Annotated[list[str], NoDecode] = []
@@ -89,7 +92,7 @@ class Settings(BaseSettings):
     # False: every user read goes to PostgreSQL (the benchmark's uncached case).
     cache_enabled: bool = True
     # Also the longest a cached user can stay stale if an invalidation fails.
-    cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    cache_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400)
     # How long a session checked in PostgreSQL is trusted from Redis alone (the
     # token fast path). Longer saves queries (one per session per TTL); shorter
     # bounds how long a revocation whose marker could not be deleted (Redis
@@ -141,11 +144,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65_536, ge=64)
     argon2_parallelism: int = Field(default=4, ge=1, le=16)
     # Password checks running at once (one per core fills the machine) and how
-    # many more may wait; beyond that a login gets 503 at once. Two waiting for
-    # two running: an accepted login waits for one round of hashes at most,
-    # well under a second (docs/performance.md).
-    hash_concurrency: int = Field(default=2, ge=1)
-    hash_queue_limit: int = Field(default=2, ge=0)
+    # many more may wait; beyond that a login gets 503 at once. None waiting by
+    # default: under a storm an accepted login costs one hash, not a queue of
+    # them, and the refused ones retry after a second (docs/performance.md).
+    hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    hash_queue_limit: int = Field(default=0, ge=0)
 
     @field_validator("login_rate_limit", "rate_limit", mode="before")
     @classmethod
@@ -165,6 +168,17 @@ class Settings(BaseSettings):
             except json.JSONDecodeError:
                 raise ValueError("it must be a JSON list or a comma-separated list") from None
         return [item.strip() for item in text.split(",") if item.strip()]
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _check_trusted_hosts(cls, value: list[str]) -> list[str]:
+        if not value:
+            # The guard middleware would then refuse every request, health checks included.
+            raise ValueError(
+                "it must name at least one host, or * for any host "
+                "(with none, every request would get 400)"
+            )
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

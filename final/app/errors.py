@@ -38,10 +38,16 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     OSError,  # connection refused or reset, DNS failure
     TimeoutError,  # asyncpg's connect timeout
     PostgresConnectionError,
-    OperationalError,  # includes a statement cancelled by statement_timeout
+    OperationalError,
     InterfaceError,
     PoolTimeoutError,  # every pooled connection stayed busy for pool_timeout
 )
+# SQLSTATEs of a statement PostgreSQL gave up on, not a broken one: it ran past
+# statement_timeout (or was cancelled), or waited past lock_timeout for a lock.
+# asyncpg's dialect raises both as a plain DBAPIError.
+_GAVE_UP_SQLSTATES = frozenset({"57014", "55P03"})  # query_canceled, lock_not_available
+# What a client should wait before retrying a 503 from the database.
+_DATABASE_RETRY_AFTER = "1"
 
 
 def problem_body(status: int, detail: str | None, instance: str, **extra: Any) -> dict[str, Any]:
@@ -118,9 +124,12 @@ def is_database_unavailable(error: BaseException) -> bool:
     """True when an error means PostgreSQL could not answer (a 503), not a bug (a 500)."""
     if isinstance(error, DATABASE_UNAVAILABLE_ERRORS):
         return True
+    if not isinstance(error, DBAPIError):
+        return False
     # A connection cut in the middle of a statement or a COMMIT can surface as a
     # plain DBAPIError; SQLAlchemy then marks it as having invalidated the connection.
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return error.connection_invalidated or sqlstate in _GAVE_UP_SQLSTATES
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -133,7 +142,10 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     # The exception type is enough to diagnose; its text may hold connection details.
     logger.warning("Database unavailable.", extra={"error": type(exc).__name__})
     return problem_response(
-        503, "The database is unavailable; try again shortly.", request.url.path
+        503,
+        "The database is unavailable; try again shortly.",
+        request.url.path,
+        {"Retry-After": _DATABASE_RETRY_AFTER},
     )
 
 

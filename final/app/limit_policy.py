@@ -12,22 +12,40 @@ from app.state import request_state
 Networks = list[IPv4Network | IPv6Network]
 
 
+# --8<-- [start:client_address]
+# IPv6 clients are counted by their /64: one host usually gets a whole /64 and
+# can pick any of its 2**64 addresses, so a limit per address would limit nobody.
+# The cost: the hosts of one /64 (rare outside a shared network) share a count.
+IPV6_CLIENT_PREFIX = 64
+
+
 def _parse_ip(text: str) -> IPv4Address | IPv6Address | None:
+    """An address from a peer or a forwarded hop: port dropped, IPv4-mapped IPv6 unwrapped."""
+    text = text.strip()
+    if text.startswith("["):  # [2001:db8::1]:4711, as proxies write an IPv6 hop with a port
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # 203.0.113.7:4711 (an IPv6 address has two colons or more)
+        text = text.partition(":")[0]
     try:
-        return ip_address(text)
+        address = ip_address(text)
     except ValueError:
         return None
+    # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d: the same client, the same proxy.
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _is_trusted(address: IPv4Address | IPv6Address | None, proxies: Networks) -> bool:
     return address is not None and any(address in network for network in proxies)
 
 
-# --8<-- [start:client_address]
 def client_address(request: Request, trusted_proxies: Networks) -> str:
     """The client's address: the peer's, or X-Forwarded-For's when the peer is a trusted proxy."""
-    peer = request.client.host if request.client else ""
-    if not trusted_proxies or not _is_trusted(_parse_ip(peer), trusted_proxies):
+    raw_peer = request.client.host if request.client else ""
+    parsed_peer = _parse_ip(raw_peer)
+    peer = str(parsed_peer) if parsed_peer is not None else raw_peer
+    if not trusted_proxies or not _is_trusted(parsed_peer, trusted_proxies):
         # Anyone can send X-Forwarded-For: only a proxy we run may tell us who the client is.
         return peer
     hops = [
@@ -46,6 +64,14 @@ def client_address(request: Request, trusted_proxies: Networks) -> str:
         address = str(parsed)
         if not _is_trusted(parsed, trusted_proxies):
             break
+    return address
+
+
+def client_key(address: str) -> str:
+    """The client as the per-client limits count it: its IPv4 address, or its IPv6 /64."""
+    parsed = _parse_ip(address)
+    if isinstance(parsed, IPv6Address):
+        return str(IPv6Network((parsed, IPV6_CLIENT_PREFIX), strict=False))
     return address
 
 
@@ -85,7 +111,7 @@ async def _hit(
 # --8<-- [start:api_limit]
 def api_limit_key(request: Request, settings: Settings) -> str:
     """The general limit's Redis key: one count per client address."""
-    return f"rl:api:{client_address(request, settings.trusted_proxies)}"
+    return f"rl:api:{client_key(client_address(request, settings.trusted_proxies))}"
 
 
 def apply_api_decision(request: Request, response: Response, decision: RateLimitDecision) -> None:
@@ -126,7 +152,7 @@ async def enforce_login_limit(request: Request, email: str) -> None:
     """
     state = request_state(request)
     settings, limiter = state["settings"], state["login_limiter"]
-    client = client_address(request, settings.trusted_proxies)
+    client = client_key(client_address(request, settings.trusted_proxies))
     # Per client: one address trying many accounts. Per account: many addresses
     # (a botnet) trying one account. The email is hashed: keys are not a user list.
     account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]

@@ -42,6 +42,15 @@ _SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 )
+# The methods a metric label may name. Under uvicorn's h11 server any token is
+# a method: each made-up one would add series per route and status, unbounded.
+_METRIC_METHODS = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
+# No Server-Timing under these paths: on a login it would give the password
+# check's time to a tenth of a millisecond, free of network noise, which is the
+# measurement a timing attack on accounts needs.
+_UNTIMED_PATH_PREFIXES = ("/api/v1/auth/",)
 # Only over HTTPS: over plain HTTP browsers ignore it, and it would pin a
 # development host to HTTPS. Behind a proxy, uvicorn's --proxy-headers sets the scheme.
 _HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
@@ -72,16 +81,19 @@ class RequestObserverMiddleware:
         extra = [(b"x-request-id", request_id.encode()), *_SECURITY_HEADERS]
         if scope["scheme"] == "https":
             extra.append(_HSTS)
+        timed = not scope["path"].startswith(_UNTIMED_PATH_PREFIXES)
         status = 500  # what the client sees if the app dies before answering
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                # Server-Timing: the app's time to first byte, shown by browser dev tools.
-                duration_ms = (time.perf_counter() - started) * 1000
-                timing = (b"server-timing", f"app;dur={duration_ms:.1f}".encode())
-                message["headers"] = [*message.get("headers", ()), *extra, timing]
+                headers = [*message.get("headers", ()), *extra]
+                if timed:
+                    # Server-Timing: the app's time to first byte, shown by browser dev tools.
+                    duration_ms = (time.perf_counter() - started) * 1000
+                    headers.append((b"server-timing", f"app;dur={duration_ms:.1f}".encode()))
+                message["headers"] = headers
             await send(message)
 
         # Every log line written while serving this request carries its id.
@@ -97,7 +109,7 @@ class RequestObserverMiddleware:
         # path: it keeps label cardinality bounded and ids out of the logs.
         route = self._route_template(scope)
         method = scope["method"]
-        key = (method, route, status)
+        key = (method if method in _METRIC_METHODS else "OTHER", route, status)
         instruments = self._instruments.get(key)
         if instruments is None:
             instruments = self._instruments[key] = (

@@ -5,14 +5,42 @@ import logging
 import time
 
 from redis import exceptions as redis_exceptions
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.connection import DefaultParser
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.driver_info import DriverInfo
 
+
+class RedisRefusedError(redis_exceptions.ResponseError):
+    """Redis answered, but refuses commands for now: it cannot serve, as if it were down."""
+
+
+# The reply codes of those refusals that redis-py reports as a plain ResponseError:
+# MISCONF, writes (and PING) refused after a failed snapshot (a full disk); BUSY,
+# a script or module command running past its time limit; NOREPLICAS, too few
+# replicas for min-replicas-to-write.
+REFUSAL_CODES = ("MISCONF", "BUSY", "NOREPLICAS")
+
+# redis-py turns an error reply into an exception by its first word; this parser
+# knows the refusals too. An error reply is parsed before any caller sees it,
+# so commands, scripts, pipelines and the connection's own health checks all
+# raise RedisRefusedError for them.
+RefusalAwareParser = type(
+    "RefusalAwareParser",
+    (DefaultParser,),
+    {
+        "EXCEPTION_CLASSES": {
+            **DefaultParser.EXCEPTION_CLASSES,
+            **dict.fromkeys(REFUSAL_CODES, RedisRefusedError),
+        }
+    },
+)
+
 # The errors that mean "Redis cannot answer right now": every caller catches exactly
 # these and falls back (PostgreSQL, the local limiter, failing open). Anything else,
-# a ResponseError from a broken script for instance, is a bug and must surface.
+# a ResponseError from a broken script ("ERR user_script:1: ...") for instance, is
+# a bug and must surface.
 REDIS_ERRORS: tuple[type[BaseException], ...] = (
     # Refused, reset or dropped connections; BusyLoadingError (LOADING after a restart),
     # MaxConnectionsError and a pool wait timing out are all subclasses.
@@ -24,6 +52,11 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     redis_exceptions.ReadOnlyError,
     # maxmemory with the noeviction policy refuses writes: a full cache is an absent one.
     redis_exceptions.OutOfMemoryError,
+    # MISCONF, BUSY, NOREPLICAS (above), and a primary that lost its link or its cluster.
+    RedisRefusedError,
+    redis_exceptions.MasterDownError,
+    redis_exceptions.ClusterDownError,
+    redis_exceptions.TryAgainError,
     # Raw socket and asyncio errors that can escape the client (TimeoutError is
     # asyncio.TimeoutError since Python 3.11; both are OSError subclasses anyway).
     builtins.ConnectionError,
@@ -47,12 +80,14 @@ def create_redis(
     max_connections: int,
 ) -> Redis:
     """Create the one Redis client of the process, with bounded timeouts and pool size."""
-    pool = BlockingConnectionPool.from_url(
+    # Not BlockingConnectionPool: its wait for a free connection (a lock and a
+    # timeout around every checkout) cost each call 10-13 µs more CPU
+    # (bench/redis_calls.py). Past max_connections this pool raises
+    # MaxConnectionsError at once, a ConnectionError: the caller takes the same
+    # fallback as for an unreachable Redis, without waiting for it first.
+    pool = ConnectionPool.from_url(
         url,
         max_connections=max_connections,
-        # A request waiting for a free connection waits no longer than for an answer:
-        # an exhausted pool then looks like a slow Redis and takes the same fallback.
-        timeout=socket_timeout,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
         # Idle pooled connections are PINGed before reuse after this many seconds,
@@ -65,6 +100,7 @@ def create_redis(
         # the caller falls back to PostgreSQL.
         retry=Retry(NoBackoff(), retries=1, supported_errors=(redis_exceptions.ConnectionError,)),
         driver_info=_DRIVER_INFO,
+        parser_class=RefusalAwareParser,
     )
     # from_pool: the client owns the pool and closes it in aclose().
     return Redis.from_pool(pool)

@@ -57,15 +57,12 @@ class PasswordHasher:
     """Argon2id through pwdlib, run on worker threads, a few at a time, with a bounded queue."""
 
     def __init__(self, settings: Settings) -> None:
-        self._hash = PasswordHash(
-            (
-                Argon2Hasher(
-                    time_cost=settings.argon2_time_cost,
-                    memory_cost=settings.argon2_memory_kib,
-                    parallelism=settings.argon2_parallelism,
-                ),
-            )
+        self._current = Argon2Hasher(
+            time_cost=settings.argon2_time_cost,
+            memory_cost=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
         )
+        self._hash = PasswordHash((self._current,))
         # One Argon2id hash is ~140 ms of CPU on four lanes: two at a time
         # already fill two cores, and more in parallel would not finish sooner.
         self.limiter = anyio.CapacityLimiter(settings.hash_concurrency)
@@ -105,13 +102,23 @@ class PasswordHasher:
 
     async def verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         """Check a password; also return a new hash when the stored one uses old parameters."""
-        return await self._run(self._hash.verify_and_update, password, password_hash)
+        return await self._run(self._verify_and_update, password, password_hash)
+
+    def _verify_and_update(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        valid, upgraded_hash = self._hash.verify_and_update(password, password_hash)
+        if not valid and self._current.check_needs_rehash(password_hash):
+            # Older parameters are usually cheaper (costs only ever go up): this
+            # 401 would come sooner than an unknown email's, telling accounts with
+            # old hashes apart. Pay for a check at the current parameters too.
+            self._hash.verify(password, self._dummy_hash)
+        return valid, upgraded_hash
 
     async def verify_dummy(self, password: str) -> None:
         """Spend the time of a real check, for an email that has no account.
 
         Unknown emails and wrong passwords then take the same path and the same
-        time: the response time does not tell an attacker which emails exist.
+        time: the response time does not tell an attacker which emails exist
+        (verify_and_update pays for this check too, against a hash with older parameters).
         """
         await self._run(lambda: self._hash.verify(password, self._dummy_hash))
 

@@ -1,13 +1,16 @@
 """Redis fixtures, as a pytest plugin: a client on the test database, and ways to break Redis."""
 
+import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis
+from tests.redis_server import RedisServer
 
 from app.redis_client import REDIS_ERRORS, create_redis
 
@@ -22,6 +25,26 @@ PAUSE_MILLISECONDS = 1500
 def redis_url() -> str:
     """The test Redis: REDIS_URL (nox sets it) or the local default, database 9."""
     return os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+
+
+async def wait_for_redis_clock(redis: Redis, seconds: float) -> None:
+    """Wait until the Redis server's clock, the one the rate limits read, has moved on by seconds.
+
+    Not this process's clock: the limits take their time from the server (TIME).
+    """
+
+    async def now() -> float:
+        whole, micro = await redis.time()
+        return whole + micro / 1_000_000
+
+    until = await now() + seconds
+    # The local sleep may end a little before the server's clock gets there: check, sleep again.
+    for _ in range(100):
+        left = until - await now()
+        if left <= 0:
+            return
+        await asyncio.sleep(left + 0.01)
+    pytest.fail(f"The Redis server's clock did not move on by {seconds} s.")
 
 
 def make_client(url: str, *, timeout: float) -> Redis:
@@ -42,14 +65,18 @@ async def redis() -> AsyncIterator[Redis]:
     client = make_client(redis_url(), timeout=5.0)
     try:
         await client.ping()
-    except REDIS_ERRORS as error:
+        error = None
+    except REDIS_ERRORS as exc:
+        error = type(exc).__name__
+    if error is not None:
+        # Failed outside the except: the message alone, not behind redis-py's traceback.
         await client.aclose()
         address = urlsplit(redis_url())
         pytest.fail(
             f"Redis is not answering at {address.hostname}:{address.port or 6379} "
-            f"({type(error).__name__}): start it (for example `redis-server`, or a "
+            f"({error}): start it (for example `redis-server`, or a "
             "redis:7 container on port 6379), set REDIS_URL to a reachable server, "
-            "or run the tests through `nox -s final`.",
+            "or run the tests through `./workshop -s final`.",
             pytrace=False,
         )
     await client.flushdb()
@@ -102,3 +129,17 @@ async def redis_paused(milliseconds: int = PAUSE_MILLISECONDS) -> AsyncIterator[
         # (Redis 7.0 queues even UNPAUSE behind the pause, so this may wait it out).
         await admin.client_unpause()
         await admin.aclose()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to stop, pause or break; gone after the test."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        server.start()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

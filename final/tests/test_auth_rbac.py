@@ -107,3 +107,25 @@ async def test_admin_promotion_takes_effect_on_the_next_request(
     )
     assert r.status_code == 200, r.text
     assert (await client.get("/api/v1/users", headers=plain_headers)).status_code == 200
+
+
+@pytest.mark.parametrize(("is_admin", "expected"), [(False, 403), (True, 200)])
+async def test_the_role_holds_once_the_session_marker_answers(
+    client: httpx.AsyncClient,
+    user: UserFactory,
+    auth_headers: HeadersFactory,
+    is_admin: bool,
+    expected: int,
+) -> None:
+    headers = await auth_headers(await user(is_admin=is_admin))
+    # The first request checks the session in PostgreSQL and writes its marker;
+    # the second is settled by the marker alone, the role included.
+    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
+    r = await client.get("/api/v1/users", headers=headers)
+    if expected >= 400:
+        assert_problem(r, expected)
+    else:
+        assert r.status_code == expected, r.text
+    metrics = (await client.get("/metrics")).text
+    assert 'auth_checks_total{source="redis"} 1.0' in metrics
+    assert 'auth_checks_total{source="database"} 1.0' in metrics

@@ -3,16 +3,17 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import jwt
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from tests.conftest import PASSWORD, TokenFactory, UserFactory, assert_problem, bearer
 from tests.lock_holder import delete_users, lock_holder
 
-from app.models import SpentRefreshToken
+from app.models import AuthSession, SpentRefreshToken
 from app.security import new_refresh_secret
 
 AUTH = "/api/v1/auth"
@@ -170,6 +171,22 @@ async def test_refresh_of_a_deactivated_users_session_returns_401(
         f"/api/v1/users/{target.id}", json={"is_active": False}, headers=admin_headers
     )
     assert r.status_code == 200, r.text
+    assert_problem(await _refresh(client, pair.refresh_token), 401)
+
+
+async def test_an_expired_session_is_refused_for_access_and_for_refresh(
+    client: httpx.AsyncClient, session: AsyncSession, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    pair = await token_pair(await user())
+    # The access token itself is still valid: only the session behind it has ended.
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == uuid.UUID(_session_id(pair.access_token)))
+        .values(expires_at=func.now() - timedelta(seconds=1))
+    )
+    await session.commit()
+
+    assert not await _is_accepted(client, pair.access_token)
     assert_problem(await _refresh(client, pair.refresh_token), 401)
 
 

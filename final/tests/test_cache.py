@@ -290,6 +290,23 @@ async def test_set_after_an_invalidation_is_refused(make_cache: Callable[..., Us
     assert await cache.get(user_id) is None
 
 
+async def test_a_generation_that_expired_never_comes_back_to_match_an_old_read(
+    make_cache: Callable[..., UserCache], redis: Redis
+) -> None:
+    cache = make_cache()
+    user_id = new_user_id()
+    await cache.invalidate(user_id)  # an earlier write
+    seen = await cache.read(user_id)  # a slow reader starts
+    # Its generation expires, as every generation does once nothing changes for a while
+    # (deleting it is what the expiry does, without waiting for the clock).
+    await redis.delete(cache.key(user_id) + ":gen")
+
+    await cache.invalidate(user_id)  # the write the reader raced
+
+    assert await cache.set(user_id, USER_JSON, seen) is False
+    assert await cache.get(user_id) is None
+
+
 # --- Redis unavailable ---------------------------------------------------------------
 
 

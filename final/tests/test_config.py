@@ -37,6 +37,13 @@ def test_production_accepts_a_long_secret_and_never_shows_it() -> None:
         ({"login_rate_limit": "0/minute"}, "LOGIN_RATE_LIMIT"),
         ({"log_format": "xml"}, "LOG_FORMAT"),
         ({"trusted_hosts": "[not json"}, "TRUSTED_HOSTS"),
+        # No host would make every request a 400, /health/live included.
+        ({"trusted_hosts": ""}, "TRUSTED_HOSTS"),
+        ({"trusted_hosts": "[]"}, "TRUSTED_HOSTS"),
+        # Lifetimes past datetime's range made every login a 500.
+        ({"access_token_ttl_seconds": 10**12}, "ACCESS_TOKEN_TTL_SECONDS"),
+        ({"refresh_token_ttl_seconds": 10**12}, "REFRESH_TOKEN_TTL_SECONDS"),
+        ({"cache_ttl_seconds": 1e12}, "CACHE_TTL_SECONDS"),
         ({"db_pool_size": 0}, "DB_POOL_SIZE"),
     ],
 )

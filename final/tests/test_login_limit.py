@@ -116,6 +116,22 @@ async def test_one_account_is_limited_across_client_addresses(
     assert seen == [401, 401, 429]
 
 
+async def test_one_account_is_limited_across_spellings_of_its_email(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # Logins compare emails case-insensitively: so must the account's count, or
+    # each spelling of the address would get a fresh quota of guesses.
+    settings = make_settings(login_rate_limit="2/minute", trusted_proxies="127.0.0.1")
+    spellings = ["ada@example.com", "ADA@Example.com", " ada@example.com "]
+    async with running(settings, sessionmaker) as client:
+        seen = [
+            (await log_in(client, email, headers={"X-Forwarded-For": f"203.0.113.{n}"})).status_code
+            for n, email in enumerate(spellings)
+        ]
+
+    assert seen == [401, 401, 429]
+
+
 async def test_one_client_is_limited_across_accounts(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -50,7 +50,9 @@ async def test_security_headers_are_set_and_hsts_only_over_https(
     assert r.headers["server-timing"].startswith("app;dur=")
     assert "strict-transport-security" not in r.headers
     secure = await client.get("https://test/health/live")
-    assert secure.headers["strict-transport-security"].startswith("max-age=")
+    # Two years, subdomains included: max-age=0 would tell browsers to forget HSTS.
+    hsts = secure.headers["strict-transport-security"]
+    assert hsts == "max-age=63072000; includeSubDomains"
 
 
 async def test_untrusted_host_returns_400_problem(client: httpx.AsyncClient) -> None:

@@ -1,14 +1,13 @@
 """The users API: sign-up, validation, pagination; tests/test_auth_*.py cover who may call what."""
 
+import base64
+import json
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from tests.conftest import assert_problem
-
-from app.deps import AuthenticatedUser, get_authenticated
+from tests.conftest import PASSWORD, UserFactory, assert_problem, bearer
 
 USERS = "/api/v1/users"
 
@@ -96,10 +95,20 @@ async def test_create_user_with_invalid_body_returns_422_without_echoing_input(
 async def test_create_user_with_long_password_is_refused_not_truncated(
     client: httpx.AsyncClient,
 ) -> None:
-    r = await client.post(USERS, json=_signup(password="p" * 128))
+    longest = "".join(chr(ord("a") + n % 26) for n in range(128))
+    r = await client.post(USERS, json=_signup(password=longest))
     assert r.status_code == 201, r.text
     r = await client.post(USERS, json=_signup("bob@example.com", password="p" * 129))
     assert_problem(r, 422)
+    # Every one of the 128 characters counts: a hash of a truncated password
+    # would let its first 127 characters in as well.
+    token = "/api/v1/auth/token"
+    shorter = await client.post(
+        token, data={"username": "ada@example.com", "password": longest[:127]}
+    )
+    assert_problem(shorter, 401)
+    whole = await client.post(token, data={"username": "ada@example.com", "password": longest})
+    assert whole.status_code == 200, whole.text
 
 
 async def test_create_user_with_malformed_json_returns_422(client: httpx.AsyncClient) -> None:
@@ -154,19 +163,42 @@ async def test_protected_route_with_invalid_token_returns_401_with_invalid_token
 
 
 @pytest.fixture
-def as_admin(app: FastAPI) -> None:
-    """Stand in for the auth layer with an admin, through FastAPI's override seam."""
-    admin = AuthenticatedUser(session_id=uuid.uuid4(), user_id=uuid.uuid4(), is_admin=True)
-    app.dependency_overrides[get_authenticated] = lambda: admin
+async def as_admin(client: httpx.AsyncClient, user: UserFactory) -> None:
+    """Make the client's requests as a real admin, logged in through the login route."""
+    admin = await user("root@example.com", is_admin=True)
+    r = await client.post(
+        "/api/v1/auth/token", data={"username": admin.email, "password": PASSWORD}
+    )
+    assert r.status_code == 200, r.text
+    client.headers.update(bearer(r.json()["access_token"]))
+
+
+def _crafted_cursor(*values: object) -> str:
+    """A cursor of the service's shape (base64 of a JSON list) holding any values."""
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+_SOME_ID = "0b7e3f52-8c0e-4a7e-9a38-9f1c1c2f6a11"
 
 
 @pytest.mark.parametrize(
-    "query", ["cursor=garbage", "cursor=bm90IGpzb24", "cursor=WzEsIDJd", "cursor=" + "a" * 500]
+    "cursor",
+    [
+        "garbage",
+        "bm90IGpzb24",
+        "WzEsIDJd",
+        "a" * 500,
+        _crafted_cursor("2024-01-01T00:00:00+00:00", 5),
+        # Valid timestamps whose UTC time is outside what Python (and so the
+        # driver) can hold: year 0 and year 10000.
+        _crafted_cursor("0001-01-01T00:00:00+23:59", _SOME_ID),
+        _crafted_cursor("9999-12-31T23:59:59-23:59", _SOME_ID),
+    ],
 )
 async def test_list_users_with_garbage_cursor_returns_422(
-    client: httpx.AsyncClient, as_admin: None, query: str
+    client: httpx.AsyncClient, as_admin: None, cursor: str
 ) -> None:
-    body = assert_problem(await client.get(f"{USERS}?{query}"), 422)
+    body = assert_problem(await client.get(USERS, params={"cursor": cursor}), 422)
     assert body["errors"][0]["loc"] == ["query", "cursor"]
 
 
@@ -194,7 +226,7 @@ async def test_list_users_pages_through_every_user_once(
         cursor = r.json()["next_cursor"]
         if cursor is None:
             break
-    assert sorted(seen) == [f"user{n}@example.com" for n in range(5)]
+    assert sorted(seen) == ["root@example.com", *(f"user{n}@example.com" for n in range(5))]
 
 
 async def test_get_user_with_invalid_uuid_returns_422(

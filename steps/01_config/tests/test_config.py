@@ -16,6 +16,8 @@ from app.config import (
     load_settings,
 )
 
+pytestmark = pytest.mark.task("settings")
+
 PRODUCTION_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 TWO_ORIGINS = ["https://app.example.com", "http://localhost:3000"]
 
@@ -184,6 +186,11 @@ def test_redis_url_with_tls_is_accepted() -> None:
             {"cors_origins": '["https://app.example.com"'},
             "Setting CORS_ORIGINS is not a valid JSON list: write it as a JSON list "
             "or as comma-separated values.",
+        ),
+        (
+            {"trusted_hosts": " , "},
+            "Setting TRUSTED_HOSTS is empty: name at least one host, or * for any host "
+            "(with none, every request would get 400).",
         ),
         (
             {"trusted_hosts": "api.*.example.com"},

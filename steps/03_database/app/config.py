@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     @field_validator("trusted_hosts")
     @classmethod
     def _check_hosts(cls, value: list[str]) -> list[str]:
+        if not value:
+            # The middleware would then refuse every request, health checks included.
+            raise _setting_error(
+                "is empty: name at least one host, or * for any host "
+                "(with none, every request would get 400)"
+            )
         if not all(_HOST_PATTERN.fullmatch(host) for host in value):
             raise _setting_error(
                 "has an invalid entry: each must be a host name, *.domain for its "

@@ -39,6 +39,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # One cheap round trip on checkout replaces a 500 after a database restart.
         pool_pre_ping=True,
         pool_timeout=settings.db_pool_timeout_seconds,
+        # An error's text (and so a 500's traceback in the log) would otherwise
+        # end with the statement's parameters: emails and password hashes.
+        hide_parameters=True,
         connect_args={
             "timeout": settings.db_connect_timeout_seconds,
             # Enforced by the server, so a runaway query cannot hold a pooled

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from asyncpg.exceptions import UniqueViolationError
@@ -74,8 +74,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(created_at_text)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        return created_at, uuid.UUID(id_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        # In UTC, as the driver sends it: a far-off zone can put that outside
+        # years 1-9999 ("0001-01-01T00:00:00+23:59"), an OverflowError here
+        # rather than a 500 from the driver.
+        return created_at.astimezone(UTC), uuid.UUID(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as exc:
         # JSONDecodeError is a ValueError; unpacking the wrong shape, ValueError or TypeError.
         raise InvalidCursorError from exc
 

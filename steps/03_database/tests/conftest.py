@@ -24,10 +24,13 @@ from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
 
+import app as app_package
 from app.config import Settings
 from app.main import create_app
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The project under test (alembic.ini, migrations/), found from its package:
+# the learner check runs these tests against a learner's app/ elsewhere.
+PROJECT_DIR = Path(app_package.__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/workshop_03_database"
 
 
@@ -91,12 +94,14 @@ async def _connect_to_maintenance_database(url: str) -> asyncpg.Connection:
             timeout=5,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL is not answering at {parsed.host}:{parsed.port or 5432} "
-            f"({type(exc).__name__}): start it, set DATABASE_URL to a reachable "
-            'server, or run the tests through `./workshop -s "step(03_database)"`.',
-            pytrace=False,
-        )
+        error = type(exc).__name__
+    # Failed outside the except: the message alone, not behind the driver's traceback.
+    pytest.fail(
+        f"PostgreSQL is not answering at {parsed.host}:{parsed.port or 5432} "
+        f"({error}): start it, set DATABASE_URL to a reachable "
+        'server, or run the tests through `./workshop -s "step(03_database)"`.',
+        pytrace=False,
+    )
 
 
 async def recreate_database(url: str) -> None:

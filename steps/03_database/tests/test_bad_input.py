@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.task("bad-input")
+
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
 MEGABYTE_TEXT = "x" * 1_000_000  # under the 1 MiB body limit, so validation must refuse it
@@ -204,6 +206,10 @@ def b64(raw: bytes) -> str:
         b64(b'["2026-01-02T03:04:05+00:00", 1]'),
         b64(b'[1, "0b7e3f52-8c0e-4a7e-9a38-9f1c1c2f6a11"]'),
         b64(b'{"created_at": "2026-01-02T03:04:05+00:00"}'),
+        # Valid timestamps whose UTC time is outside what Python (and so the
+        # driver) can hold: year 0 and year 10000.
+        b64(b'["0001-01-01T00:00:00+23:59", "0b7e3f52-8c0e-4a7e-9a38-9f1c1c2f6a11"]'),
+        b64(b'["9999-12-31T23:59:59-23:59", "0b7e3f52-8c0e-4a7e-9a38-9f1c1c2f6a11"]'),
     ],
 )
 async def test_list_with_a_cursor_the_service_did_not_issue_returns_422(

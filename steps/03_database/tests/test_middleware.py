@@ -8,7 +8,10 @@ import pytest
 from fastapi import FastAPI, Request
 
 from app.config import Settings
+from app.main import create_app
 from app.middleware import DEFAULT_MAX_BODY_BYTES, request_id_var
+
+pytestmark = pytest.mark.task("middleware")
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -186,6 +189,22 @@ async def test_cors_preflight_from_another_origin_is_refused(client: httpx.Async
     assert "access-control-allow-origin" not in response.headers
 
 
+async def test_cors_for_any_origin_never_allows_credentials(settings: Settings) -> None:
+    any_origin = create_app(settings.model_copy(update={"cors_origins": ["*"]}))
+    # The CORS middleware answers a preflight itself: no lifespan is needed.
+    transport = httpx.ASGITransport(app=any_origin)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.options(
+            "/health/live",
+            headers={"Origin": "https://anywhere.example", "Access-Control-Request-Method": "GET"},
+        )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == "*"
+    # With credentials any site could read a logged-in user's answers.
+    assert "access-control-allow-credentials" not in response.headers
+
+
 async def test_simple_cross_origin_request_exposes_the_request_id(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -227,6 +246,8 @@ async def test_oversized_body_with_content_length_gets_413_before_the_route_runs
     assert problem["instance"] == "/test/upload"
     assert problem["request_id"] == "big-upload"
     assert upload_calls == []
+    # The unread rest of the body is still on the wire: the connection must not be reused.
+    assert response.headers["connection"] == "close"
 
 
 async def test_oversized_chunked_body_gets_413_without_reading_it_all(

@@ -4,9 +4,16 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
+from tests.conftest import delete_all_users, make_settings, open_client
+
+from app.main import create_app
+
+pytestmark = pytest.mark.task("users")
 
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
@@ -233,3 +240,26 @@ async def test_a_tests_writes_stay_in_its_own_transaction(
     await create(client, "isolated@example.com")
 
     assert await committed_users(database) == {}
+
+
+async def test_a_sign_up_cancelled_by_the_statement_timeout_shows_no_parameter(
+    database: str,
+) -> None:
+    # The error is what the server logs for it: by default its text ends with
+    # "[parameters: (...)]", the email and the password hash.
+    app = create_app(make_settings(db_statement_timeout_ms=300))
+    locker = create_async_engine(database, poolclass=NullPool)
+    try:
+        async for client in open_client(app):
+            async with locker.connect() as lock:
+                # The INSERT waits for this lock until PostgreSQL cancels it.
+                await lock.execute(text("LOCK TABLE users IN SHARE MODE"))
+                with pytest.raises(DBAPIError) as caught:
+                    await client.post(USERS, json=signup("slow@example.com"))
+                await lock.rollback()
+    finally:
+        await locker.dispose()
+        await delete_all_users(database)
+    assert "statement timeout" in str(caught.value), caught.value
+    assert "slow@example.com" not in str(caught.value)
+    assert "$argon2" not in str(caught.value)
