@@ -180,16 +180,30 @@ def run(session: nox.Session, step: str) -> None:
     project = ROOT / "steps" / step
     deps = requirements(project)
     session.install(*deps)
+    # WORKSHOP_RUN_SCRATCH=1 (the repo's check of the pages' commands sets it)
+    # runs on a database of its own, made anew, so that a check never sees nor
+    # touches the users a learner created, and empties the run Redis database,
+    # which holds only what is rebuilt on demand (cache entries, rate limits):
+    # a limit spent by the previous check must not refuse this one.
+    scratch = os.environ.get("WORKSHOP_RUN_SCRATCH") == "1"
     # persistent: what a learner created in a step's app is still there tomorrow.
     with services.provide(**servers_needed(deps), persistent=True) as found:
         env: dict[str, str] = {}
         if found.postgres:
-            env["DATABASE_URL"] = found.database_url(f"workshop_run_{step}")
+            name = f"workshop_{'scratch' if scratch else 'run'}_{step}"
+            env["DATABASE_URL"] = found.database_url(name)
         if found.redis:
             env["REDIS_URL"] = found.redis_url(RUN_REDIS_DB)
         session.chdir(project)
+        if found.redis and scratch:
+            flush = "import os, redis; redis.Redis.from_url(os.environ['REDIS_URL']).flushdb()"
+            session.run("python", "-c", flush, env=env)
         if (project / "alembic.ini").is_file():
-            session.run("python", str(ROOT / "tools" / "create_database.py"), env=env)
+            create = [
+                str(ROOT / "tools" / "create_database.py"),
+                *(["--recreate"] if scratch else []),
+            ]
+            session.run("python", *create, env=env)
             session.run("alembic", "upgrade", "head", env=env)
         if (project / "app" / "main.py").is_file():
             # uvicorn's own defaults are 127.0.0.1:8000; UVICORN_PORT=8001 (or

@@ -22,7 +22,6 @@ PRODUCTION_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 TWO_ORIGINS = ["https://app.example.com", "http://localhost:3000"]
 
 
-# --8<-- [start:clean-environment]
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Start every test from no setting in the environment and no `.env` file."""
@@ -36,9 +35,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-# --8<-- [end:clean-environment]
 
 
 def error_line(**values: object) -> str:
