@@ -386,3 +386,46 @@ def test_unknown_services_mode_is_refused(embedded: Path, monkeypatch: pytest.Mo
         services.provide(postgres=True, redis=True),
     ):
         pass
+
+
+def test_redis_server_binary_is_redis_server_then_path_then_embedded(
+    embedded: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REDIS_SERVER", str(tmp_path / "my-redis-server"))
+    assert services.redis_server_binary() == str(tmp_path / "my-redis-server")
+
+    monkeypatch.delenv("REDIS_SERVER")
+    # Embedded mode takes the embedded binary even when PATH has one: the one CI tests.
+    binary = Path(services.redis_server_binary())
+    assert binary.name == "valkey-server"
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    assert "v=" in out.stdout
+
+    # Local mode never installs anything: with no redis-server on PATH it says what to do.
+    monkeypatch.setenv("WORKSHOP_SERVICES", "local")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ServiceError, match="REDIS_SERVER"):
+        services.redis_server_binary()
+
+
+def test_stop_on_termination_turns_sigterm_into_ctrl_c() -> None:
+    # What the docs session relies on: nox stops `mkdocs serve` on KeyboardInterrupt.
+    code = (
+        "import time\n"
+        "from tools import services\n"
+        "try:\n"
+        "    with services.stop_on_termination():\n"
+        "        print('serving', flush=True)\n"
+        "        time.sleep(60)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print('stopped:', stop, flush=True)\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    assert run.stdout.readline().strip() == "serving"
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=30)
+    assert out.strip() == "stopped: stopped by signal SIGTERM"
+    assert run.returncode == 0
