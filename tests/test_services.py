@@ -388,6 +388,26 @@ def test_unknown_services_mode_is_refused(embedded: Path, monkeypatch: pytest.Mo
         pass
 
 
+def test_redis_server_binary_is_redis_server_then_path_then_embedded(
+    embedded: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REDIS_SERVER", str(tmp_path / "my-redis-server"))
+    assert services.redis_server_binary() == str(tmp_path / "my-redis-server")
+
+    monkeypatch.delenv("REDIS_SERVER")
+    # Embedded mode takes the embedded binary even when PATH has one: the one CI tests.
+    binary = Path(services.redis_server_binary())
+    assert binary.name == "valkey-server"
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+    assert "v=" in out.stdout
+
+    # Local mode never installs anything: with no redis-server on PATH it says what to do.
+    monkeypatch.setenv("WORKSHOP_SERVICES", "local")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ServiceError, match="REDIS_SERVER"):
+        services.redis_server_binary()
+
+
 def test_stop_on_termination_turns_sigterm_into_ctrl_c() -> None:
     # What the docs session relies on: nox stops `mkdocs serve` on KeyboardInterrupt.
     code = (

@@ -24,10 +24,13 @@ from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
 
+import app as app_package
 from app.config import Settings
 from app.main import create_app
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The project under test (alembic.ini, migrations/), found from its package:
+# the learner check runs these tests against a learner's app/ elsewhere.
+PROJECT_DIR = Path(app_package.__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/workshop_03_database"
 
 
