@@ -4,6 +4,8 @@ For step N: its tests carry task markers of known tasks and every task has tests
 every task of N fails on step N-1's code (so a learner who did nothing cannot
 pass, and each task tests what the step adds); step N-1's tests pass on step
 N's code, except the ones N's learn.toml lists as superseded, with the reason.
+Those run with the environment N's `[below]` table gives (a limit N adds,
+lifted), since N-1's tests cannot know of settings N adds.
 That step N's tests pass on step N is the step's own session, `step(NN_name)`.
 """
 
@@ -127,13 +129,19 @@ def check_step(
         out(f"✓ {line}")
 
     if before is not None:
-        earlier = run_tests(before, lessons, lesson.directory, python=python, env=env)
+        below = lesson.below.env if lesson.below else {}
+        earlier = run_tests(
+            before, lessons, lesson.directory, python=python, env={**(env or {}), **below}
+        )
         passed, broken = earlier_tests_hold(earlier, lesson)
         problems += broken
         out(
             f"✓ {passed} of {before.name}'s tests pass on {lesson.name}'s code"
             + (f" ({len(lesson.superseded)} superseded)" if lesson.superseded else "")
         )
+        if lesson.below:
+            settings = ", ".join(f"{name}={value}" for name, value in lesson.below.env.items())
+            out(f"  with {settings}: {lesson.below.reason}")
     for problem in problems:
         out(f"✗ {problem}")
     return problems

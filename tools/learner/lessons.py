@@ -53,6 +53,14 @@ class RequiredFile:
 
 
 @dataclass(frozen=True)
+class Below:
+    """The environment the step before's tests get when they run on this step's code."""
+
+    env: dict[str, str]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Lesson:
     """A step as a learner meets it: its tasks, their hints, what its tests import."""
 
@@ -63,6 +71,10 @@ class Lesson:
     files: tuple[RequiredFile, ...] = ()
     # Tests of the step before that this step changes on purpose: {node id: reason}.
     superseded: dict[str, str] = field(default_factory=dict)
+    # How the step before's tests run on this step's code: settings this step
+    # adds that those tests cannot know of (a rate limit they would hit), lifted
+    # with environment variables, and why.
+    below: Below | None = None
 
     @property
     def name(self) -> str:
@@ -104,6 +116,18 @@ def _text(table: dict[str, Any], key: str, where: str, default: str | None = Non
     if not isinstance(value, str) or not value:
         raise LessonError(f"{where} needs `{key}`, a non-empty string.")
     return value
+
+
+def _below(raw: Any, where: str) -> Below | None:
+    """`[below]`: `env`, the variables to set, and `reason`, why the step before needs them."""
+    if raw is None:
+        return None
+    env = raw.get("env") if isinstance(raw, dict) else None
+    if not env or not isinstance(env, dict) or not all(
+        isinstance(name, str) and isinstance(value, str) for name, value in env.items()
+    ):
+        raise LessonError(f"{where} [below] needs `env`, a table of variable names to strings.")
+    return Below(env=dict(env), reason=_text(raw, "reason", f"{where} [below]"))
 
 
 def load_lesson(directory: Path) -> Lesson:
@@ -153,6 +177,7 @@ def load_lesson(directory: Path) -> Lesson:
         raise LessonError(f"{where} [superseded] maps test ids to their reasons.")
     lesson = Lesson(
         directory=directory,
+        below=_below(data.get("below"), where),
         title=_text(data, "title", where),
         tasks=tasks,
         expects=expects,

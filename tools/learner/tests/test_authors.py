@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from tools.learner.authors import check_step
+from tools.learner.lessons import LessonError, load_lesson
 from tools.learner.tests.learners import Learner
 
 
@@ -56,3 +59,39 @@ def test_a_test_without_a_task_fails_the_check(learner: Learner) -> None:
     problems = check_step(learner.root, "02", python=sys.executable, out=lambda _: None)
 
     assert any("test_unmarked.py::test_without_a_task has no task marker" in p for p in problems)
+
+
+def test_below_sets_the_environment_the_step_befores_tests_run_with(learner: Learner) -> None:
+    # A step 01 test that passes only with a variable step 02 sets for it in [below].
+    (learner.root / "steps" / "01_config" / "tests" / "test_below.py").write_text(
+        "import os\n\nimport pytest\n\n\n"
+        '@pytest.mark.task("settings")\n'
+        "def test_runs_with_the_environment_step_02_gives() -> None:\n"
+        '    assert os.environ.get("WORKSHOP_BELOW_CHECK") == "lifted"\n',
+        encoding="utf-8",
+    )
+    learn = learner.root / "steps" / "02_app" / "learn.toml"
+    plain = learn.read_text(encoding="utf-8")
+
+    broken = check_step(learner.root, "02", python=sys.executable, out=lambda _: None)
+    learn.write_text(
+        plain + '\n[below]\nenv = { WORKSHOP_BELOW_CHECK = "lifted" }\nreason = "a test"\n',
+        encoding="utf-8",
+    )
+    lines: list[str] = []
+    fixed = check_step(learner.root, "02", python=sys.executable, out=lines.append)
+
+    assert any("test_below.py::test_runs_with_the_environment" in p for p in broken), broken
+    assert fixed == [], fixed
+    assert "  with WORKSHOP_BELOW_CHECK=lifted: a test" in lines, lines
+
+
+def test_below_without_a_reason_is_refused(learner: Learner) -> None:
+    learn = learner.root / "steps" / "02_app" / "learn.toml"
+    learn.write_text(
+        learn.read_text(encoding="utf-8") + '\n[below]\nenv = { RATE_LIMIT = "9/second" }\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(LessonError, match=r"02_app/learn.toml \[below\] needs `reason`"):
+        load_lesson(learn.parent)
