@@ -22,7 +22,6 @@ router = APIRouter(
 _NOT_FOUND = "No user with this id exists."
 
 
-# --8<-- [start:create]
 @router.post(
     "", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Email taken."}}
 )
@@ -39,10 +38,6 @@ async def create_user(
     return UserPublic.model_validate(user)
 
 
-# --8<-- [end:create]
-
-
-# --8<-- [start:read_user]
 @router.get("/{user_id}", response_model=UserPublic)
 async def read_user(user_id: uuid.UUID, request: Request, response: Response) -> Response:
     """Read one user."""
@@ -53,10 +48,6 @@ async def read_user(user_id: uuid.UUID, request: Request, response: Response) ->
     return json_response(body, response)
 
 
-# --8<-- [end:read_user]
-
-
-# --8<-- [start:list]
 @router.get("")
 async def list_users(
     session: SessionDep,
@@ -66,9 +57,6 @@ async def list_users(
     """List users, oldest first, one page at a time."""
     users, next_cursor = await UserRepository(session).list_page(limit=limit, cursor=cursor)
     return UserPage(items=[UserPublic.model_validate(u) for u in users], next_cursor=next_cursor)
-
-
-# --8<-- [end:list]
 
 
 @router.patch("/{user_id}")
