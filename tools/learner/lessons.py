@@ -123,8 +123,10 @@ def _below(raw: Any, where: str) -> Below | None:
     if raw is None:
         return None
     env = raw.get("env") if isinstance(raw, dict) else None
-    if not env or not isinstance(env, dict) or not all(
-        isinstance(name, str) and isinstance(value, str) for name, value in env.items()
+    if (
+        not env
+        or not isinstance(env, dict)
+        or not all(isinstance(name, str) and isinstance(value, str) for name, value in env.items())
     ):
         raise LessonError(f"{where} [below] needs `env`, a table of variable names to strings.")
     return Below(env=dict(env), reason=_text(raw, "reason", f"{where} [below]"))
