@@ -1,6 +1,7 @@
 """Nox sessions: one per workshop step, plus final/, the repository checks and the tooling.
 
-`nox` alone runs every step, `final`, `repo`, `lint`, `typecheck` and `docs`;
+`nox` alone runs every step, `final`, `resilience`, `repo`, `lint`, `typecheck`, `docs`
+and `browser` (which says how to get a Chromium, and steps aside, where none is found);
 `nox --list` shows them all. Arguments after `--` go to the tool a session runs
 (`nox -s final -- -k login -x` passes `-k login -x` to pytest). Each step also
 has `run(NN_name)`, which runs its app, `exercise(NN_name)`, which runs the
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parent
 # The noxfile is loaded as a plain module: make the repository's tools/ importable.
 sys.path.insert(0, str(ROOT))
 
-from tools import services  # noqa: E402
+from tools import mermaid, services  # noqa: E402
+from tools.chromium import HOW_TO_GET_ONE, find_chromium  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
@@ -40,6 +42,24 @@ RESILIENCE_REDIS_DB = 10
 BENCH_REDIS_DB = 12
 # `run(NN_name)` sessions share one: a learner runs one step's app at a time.
 RUN_REDIS_DB = 11
+MUTATION_REDIS_DB = 13
+BROWSER_REDIS_DB = 14
+
+# What `nox -s mutation` mutates: final/'s security-critical modules, and every
+# step's whole app/ (a new step joins by existing). See docs/reference/mutation.md.
+MUTATED_FINAL_MODULES = (
+    "app/deps.py",
+    "app/repository.py",
+    "app/ratelimit.py",
+    "app/limit_policy.py",
+    "app/cache.py",
+    "app/user_reads.py",
+    "app/errors.py",
+    "app/middleware.py",
+    "app/session_markers.py",
+)
+# CI sets it: there the browser session fails, rather than skips, without a Chromium.
+BROWSER_REQUIRED = os.environ.get("WORKSHOP_BROWSER", "").strip().lower() == "required"
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -222,7 +242,10 @@ def typecheck(session: nox.Session) -> None:
     """Type-check final/app, every step's app, the benchmark and the tooling with mypy --strict."""
     projects = [*STEPS, FINAL]
     deps = {spec for project in projects for spec in requirements(project, "test")}
-    session.install(*nox.project.dependency_groups(PYPROJECT, "typecheck", "bench"), *sorted(deps))
+    # docs: mkdocs, whose types the docs hooks in tools/ use.
+    session.install(
+        *nox.project.dependency_groups(PYPROJECT, "typecheck", "bench", "docs"), *sorted(deps)
+    )
     config = str(ROOT / "pyproject.toml")
     # Every project's package is called `app`, so each is checked from its own
     # directory: one mypy run over all of them would see duplicate modules.
@@ -233,14 +256,51 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "--config-file", config, "tools", "bench", "noxfile.py")
 
 
+def install_mermaid(session: nox.Session, *, required: bool = False) -> bool:
+    """Fetch mermaid.js for the docs site once (with npm); say in one line if it cannot be had."""
+    session.run("python", str(ROOT / "tools" / "mermaid.py"), *(["--required"] if required else []))
+    return mermaid.INSTALLED.is_file()
+
+
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Build the docs site strictly (`nox -s docs -- serve` serves it with live reload)."""
+    """Build the docs site strictly (`nox -s docs -- serve` serves it on 127.0.0.1:8001)."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "docs"))
+    install_mermaid(session)
     if session.posargs and session.posargs[0] == "serve":
-        session.run("mkdocs", "serve", *session.posargs[1:])
+        # As `serve` does: a closed terminal or a process manager's SIGTERM
+        # stops mkdocs too, instead of leaving it holding the port.
+        with services.stop_on_termination():
+            session.run("mkdocs", "serve", *session.posargs[1:])
     else:
         session.run("mkdocs", "build", "--strict", *session.posargs)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Drive Swagger UI and every docs page in the machine's Chromium, offline."""
+    chromium = find_chromium()
+    if chromium is None:
+        if BROWSER_REQUIRED:
+            session.error(HOW_TO_GET_ONE)
+        session.skip(HOW_TO_GET_ONE)
+    session.install(
+        *requirements(FINAL), *nox.project.dependency_groups(PYPROJECT, "browser", "docs")
+    )
+    if not install_mermaid(session, required=BROWSER_REQUIRED):
+        session.skip(mermaid.HOW_TO_GET_IT)
+    site = str(Path(session.create_tmp()) / "site")
+    session.run("mkdocs", "build", "--strict", "--quiet", "--site-dir", site)
+    with services.provide(postgres=True, redis=True) as found:
+        env = {
+            "DATABASE_URL": found.database_url("workshop_browser"),
+            "REDIS_URL": found.redis_url(BROWSER_REDIS_DB),
+            "WORKSHOP_CHROMIUM": chromium,
+            "WORKSHOP_SITE": site,
+            # Playwright's driver must not look for, or fetch, browsers of its own.
+            "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1",
+        }
+        session.run("pytest", "browser", *session.posargs, env=env)
 
 
 @nox.session(default=False)
@@ -283,3 +343,68 @@ def bench(session: nox.Session) -> None:
             "REDIS_URL": found.redis_url(BENCH_REDIS_DB),
         }
         session.run("python", str(ROOT / "bench" / "run.py"), *session.posargs, env=env)
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation-test final/'s security-critical modules and each step's app/ (`-- PATH`: one)."""
+    projects = {FINAL: list(MUTATED_FINAL_MODULES), **{step: ["app/*"] for step in STEPS}}
+    deps = {spec for project in projects for spec in requirements(project, "test")}
+    session.install(*sorted(deps), *nox.project.dependency_groups(PYPROJECT, "mutation"))
+    chosen = mutation_targets(session, projects)
+    with services.provide(postgres=True, redis=True) as found:
+        for project, modules in chosen.items():
+            name = project.relative_to(ROOT).as_posix()
+            env = {
+                "DATABASE_URL": found.database_url(f"workshop_mutation_{project.name}"),
+                "REDIS_URL": found.redis_url(MUTATION_REDIS_DB),
+            }
+            workdir = ROOT / ".mutation" / project.name
+            session.run(
+                "python",
+                str(ROOT / "tools" / "mutation.py"),
+                "prepare",
+                str(project),
+                str(workdir),
+                *projects[project],
+                silent=True,
+            )
+            session.chdir(workdir)
+            globs = [module_glob(module) for module in modules]
+            # mutmut exits 0 with survivors; the report below judges them.
+            session.run("mutmut", "run", "--max-children", "2", *globs, env=env)
+            session.run(
+                "python",
+                str(ROOT / "tools" / "mutation.py"),
+                "report",
+                name,
+                *globs,
+                env=env,
+            )
+            session.chdir(ROOT)
+
+
+def mutation_targets(
+    session: nox.Session, projects: dict[Path, list[str]]
+) -> dict[Path, list[str]]:
+    """The projects and modules named after `--` (a project or a module path), or all of them."""
+    if not session.posargs:
+        return projects
+    chosen: dict[Path, list[str]] = {}
+    for arg in session.posargs:
+        path = (ROOT / arg).resolve()
+        project = next((p for p in projects if path == p or p in path.parents), None)
+        if project is None:
+            session.error(f"{arg} is not in final/ or a step: name a project or a module in one.")
+        module = path.relative_to(project).as_posix() if path != project else None
+        chosen.setdefault(project, [])
+        if module is None:
+            chosen[project] = projects[project]
+        elif chosen[project] is not projects[project]:
+            chosen[project].append(module)
+    return chosen
+
+
+def module_glob(module: str) -> str:
+    """The mutmut mutant-name pattern of a module path (`app/deps.py` -> `app.deps.*`)."""
+    return module.removesuffix(".py").replace("/", ".").removesuffix(".*") + ".*"

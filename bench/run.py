@@ -23,6 +23,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import breakdown
 import httpx
 import load
 import report
@@ -78,6 +79,7 @@ class Options:
     threads: int
     loop: str
     only: tuple[str, ...]
+    profile: bool
     output: Path
     command: str
 
@@ -93,7 +95,7 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--duration", type=int, default=10, help="seconds per run (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, median kept (default 3)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds per scenario")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+    parser.add_argument("--connections", type=int, help="wrk connections (default 64)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument(
         "--loop",
@@ -112,6 +114,12 @@ def parse_args(argv: list[str]) -> Options:
         help="run only these scenarios (add ceiling,redis_reference to get the ratios)",
     )
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of measuring, sample final/ with py-spy under each selected scenario "
+        "(at --connections, default 8 here) and print where its CPU time goes",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         help="where to write results (default: docs/performance for a complete run, "
@@ -124,17 +132,20 @@ def parse_args(argv: list[str]) -> Options:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(names)}")
     seconds, rounds, warmup = (3, 1, 1) if args.quick else (args.duration, args.rounds, args.warmup)
-    if min(seconds, rounds, args.connections, args.threads) < 1 or warmup < 0:
+    # Profiling wants a bounded load: a few connections keep the server busy without a queue.
+    connections = args.connections or (8 if args.profile else 64)
+    if min(seconds, rounds, connections, args.threads) < 1 or warmup < 0:
         parser.error("durations, rounds, connections and threads must be positive")
     complete = not only and not args.quick and args.loop == LOOPS[0]
     return Options(
         seconds=seconds,
         rounds=rounds,
         warmup=warmup,
-        connections=args.connections,
+        connections=connections,
         threads=args.threads,
         loop=args.loop,
         only=only,
+        profile=args.profile,
         output=args.output or (DOCS_OUTPUT if complete else PARTIAL_OUTPUT),
         command=shlex.join(["python", "bench/run.py", *argv]),
     )
@@ -326,6 +337,33 @@ def run(options: Options, wrk: str) -> list[report.Outcome]:
     return outcomes
 
 
+def run_profile(options: Options, wrk: str) -> int:
+    """Sample final/ under each selected scenario's load and print where its CPU time goes."""
+    selected = [
+        s for s in SCENARIOS if s.kind == "read" and (not options.only or s.name in options.only)
+    ]
+    options.output.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        bench = Bench(options, wrk, stack)
+        bench.start({scenario.server for scenario in selected})
+        for scenario in selected:
+            try:
+                bench.check(scenario)
+                main_load, _ = bench.loads(scenario, options.seconds)
+                load.measure(wrk, replace(main_load, seconds=max(options.warmup, 1)))
+                wait_until_quiet(list(bench.servers.values()))
+                server = bench.servers[scenario.server]
+                raw = options.output / f"profile-{scenario.name}.txt"
+                samples, user, system, requests = breakdown.profile(
+                    wrk, server, main_load, seconds=options.seconds, raw=raw
+                )
+            except (UnavailableError, load.LoadError) as exc:
+                print(f"{scenario.name}: {exc}", file=sys.stderr)
+                return 1
+            breakdown.print_breakdown(scenario.name, samples, user, system, requests)
+    return 0
+
+
 def _print_round(
     number: int, rounds: int, scenario: Scenario, measured: tuple[load.Measurement, ...]
 ) -> None:
@@ -417,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     except load.LoadError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if options.profile:
+        return run_profile(options, wrk)
     selected = [s for s in SCENARIOS if not options.only or s.name in options.only]
     cores = os.cpu_count() or 1
     print(

@@ -56,14 +56,18 @@ def shared_redis_url() -> str:
     try:
         # Our database number only: rate-limit keys from an earlier run would refuse requests.
         client.flushdb()
-    except RedisConnectionError as error:
-        pytest.fail(
-            f"Redis is not answering at REDIS_URL ({type(error).__name__}): start it, "
-            "or run the suite through `nox -s resilience`, which starts one.",
-            pytrace=False,
-        )
+        error = None
+    except RedisConnectionError as exc:
+        error = type(exc).__name__
     finally:
         client.close()
+    if error is not None:
+        # Failed outside the except: the message alone, not behind redis-py's traceback.
+        pytest.fail(
+            f"Redis is not answering at REDIS_URL ({error}): start it, "
+            "or run the suite through `./workshop -s resilience`, which starts one.",
+            pytrace=False,
+        )
     return url
 
 

@@ -8,9 +8,9 @@ import sys
 import pytest
 from helpers import ROOT, STEPS
 
-NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "serve"]
+NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser", "serve", "mutation"]
 # What `nox` alone runs: the README's test command.
-DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs"]
+DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser"]
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +57,12 @@ def test_every_named_session_exists_with_a_description(
         assert sessions[name][1], f"session {name!r} has no docstring"
 
 
-def test_plain_nox_runs_every_step_and_the_checks_but_not_serve(
+def test_plain_nox_runs_every_step_and_the_checks_but_not_serve_or_mutation(
     sessions: dict[str, tuple[bool, str]],
 ) -> None:
     selected = {name for name, (default, _) in sessions.items() if default}
     expected = {*DEFAULT, *(f"step({step.name})" for step in STEPS)}
     assert expected <= selected, f"missing from the default run: {expected - selected}"
     assert "serve" not in selected
+    # Mutation testing takes far longer than the tests: run on purpose, not by default.
+    assert "mutation" not in selected

@@ -406,3 +406,26 @@ def test_redis_server_binary_is_redis_server_then_path_then_embedded(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ServiceError, match="REDIS_SERVER"):
         services.redis_server_binary()
+
+
+def test_stop_on_termination_turns_sigterm_into_ctrl_c() -> None:
+    # What the docs session relies on: nox stops `mkdocs serve` on KeyboardInterrupt.
+    code = (
+        "import time\n"
+        "from tools import services\n"
+        "try:\n"
+        "    with services.stop_on_termination():\n"
+        "        print('serving', flush=True)\n"
+        "        time.sleep(60)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print('stopped:', stop, flush=True)\n"
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert run.stdout is not None
+    assert run.stdout.readline().strip() == "serving"
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=30)
+    assert out.strip() == "stopped: stopped by signal SIGTERM"
+    assert run.returncode == 0

@@ -30,7 +30,7 @@ from tools.embedded import HOST, ServiceError
 from tools.probes import Answer, postgres_answer, redis_answer
 from tools.servers import EmbeddedPostgres, EmbeddedRedis
 
-__all__ = ["ServiceError", "Services", "provide", "redis_server_binary"]
+__all__ = ["ServiceError", "Services", "provide", "redis_server_binary", "stop_on_termination"]
 
 # Module attributes rather than constants inside functions, so that the tests
 # can point them at a closed port to play a machine without servers.
@@ -214,12 +214,20 @@ def _redact(url: str | None) -> str | None:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+@contextlib.contextmanager
+def stop_on_termination() -> Iterator[None]:
+    """Treat SIGTERM and SIGHUP like Ctrl-C inside the block, so nox stops what it runs."""
+    with contextlib.ExitStack() as stack:
+        _exit_cleanly_on_termination(stack)
+        yield
+
+
 def _exit_cleanly_on_termination(stack: contextlib.ExitStack) -> None:
     """Treat SIGTERM and SIGHUP like Ctrl-C while servers run, so `finally` stops them."""
     # Ctrl-C already raises KeyboardInterrupt; a CI time-out or a closed
     # terminal sends these instead, and their default action skips `finally`.
     # KeyboardInterrupt rather than SystemExit: nox answers it by stopping the
-    # command it is running (uvicorn, pytest) before the servers go.
+    # command it is running (uvicorn, pytest, mkdocs serve) before the servers go.
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in (signal.SIGTERM, signal.SIGHUP):

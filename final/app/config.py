@@ -1,6 +1,7 @@
 """Settings read from the environment (or .env), validated once at start-up."""
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -143,11 +144,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65_536, ge=64)
     argon2_parallelism: int = Field(default=4, ge=1, le=16)
     # Password checks running at once (one per core fills the machine) and how
-    # many more may wait; beyond that a login gets 503 at once. Two waiting for
-    # two running: an accepted login waits for one round of hashes at most,
-    # well under a second (docs/performance.md).
-    hash_concurrency: int = Field(default=2, ge=1)
-    hash_queue_limit: int = Field(default=2, ge=0)
+    # many more may wait; beyond that a login gets 503 at once. None waiting by
+    # default: under a storm an accepted login costs one hash, not a queue of
+    # them, and the refused ones retry after a second (docs/performance.md).
+    hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    hash_queue_limit: int = Field(default=0, ge=0)
 
     @field_validator("login_rate_limit", "rate_limit", mode="before")
     @classmethod

@@ -13,9 +13,11 @@ from app.errors import install_error_handlers
 from app.logging import configure_logging, flush_logs
 from app.metrics import CacheMetrics, Metrics, RateLimitMetrics
 from app.middleware import install_middleware
+from app.openapi import install_openapi
 from app.ratelimit import LocalRateLimiter, RedisRateLimiter
 from app.redis_client import create_redis
 from app.routes import auth, health, metrics, users
+from app.routes.docs import install_docs
 from app.security import PasswordHasher
 from app.state import State
 
@@ -105,6 +107,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # no provider, and trace every request once an SDK is configured. We
         # expose Prometheus metrics instead; turn tracing on deliberately if you want it.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Replaced by install_docs: FastAPI's own pages load their scripts from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     install_middleware(app, settings, instruments)
@@ -116,6 +121,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # enforce_api_limit on the route itself. Never both: that would count twice.
     app.include_router(users.router)
     app.include_router(auth.router)
+    install_docs(app)
+    install_openapi(app)
     return app
 
 

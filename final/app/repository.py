@@ -203,6 +203,15 @@ class UserRepository:
         )
         return list((await self.session.scalars(statement)).all())
 
+    async def lock(self, user_id: uuid.UUID) -> bool:
+        """Lock one user's row until the transaction ends; return whether it exists.
+
+        FOR UPDATE waits for a login holding the row (FOR SHARE) to commit: the
+        session it started is then visible to the statements that follow.
+        """
+        statement = select(User.id).where(User.id == user_id).with_for_update()
+        return (await self.session.execute(statement)).first() is not None
+
     async def delete(self, user_id: uuid.UUID) -> bool:
         """Delete one user; return whether it existed."""
         statement = delete(User).where(User.id == user_id).returning(User.id)

@@ -1,5 +1,6 @@
 """Redis fixtures, as a pytest plugin: a client on the test database, and ways to break Redis."""
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,26 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
 
 
+async def wait_for_redis_clock(redis: Redis, seconds: float) -> None:
+    """Wait until the Redis server's clock, the one the rate limits read, has moved on by seconds.
+
+    Not this process's clock: the limits take their time from the server (TIME).
+    """
+
+    async def now() -> float:
+        whole, micro = await redis.time()
+        return whole + micro / 1_000_000
+
+    until = await now() + seconds
+    # The local sleep may end a little before the server's clock gets there: check, sleep again.
+    for _ in range(100):
+        left = until - await now()
+        if left <= 0:
+            return
+        await asyncio.sleep(left + 0.01)
+    pytest.fail(f"The Redis server's clock did not move on by {seconds} s.")
+
+
 def make_client(url: str, *, timeout: float) -> Redis:
     """A client built the way the app builds its own, with the given timeouts."""
     return create_redis(
@@ -44,14 +65,18 @@ async def redis() -> AsyncIterator[Redis]:
     client = make_client(redis_url(), timeout=5.0)
     try:
         await client.ping()
-    except REDIS_ERRORS as error:
+        error = None
+    except REDIS_ERRORS as exc:
+        error = type(exc).__name__
+    if error is not None:
+        # Failed outside the except: the message alone, not behind redis-py's traceback.
         await client.aclose()
         address = urlsplit(redis_url())
         pytest.fail(
             f"Redis is not answering at {address.hostname}:{address.port or 6379} "
-            f"({type(error).__name__}): start it (for example `redis-server`, or a "
+            f"({error}): start it (for example `redis-server`, or a "
             "redis:7 container on port 6379), set REDIS_URL to a reachable server, "
-            "or run the tests through `nox -s final`.",
+            "or run the tests through `./workshop -s final`.",
             pytrace=False,
         )
     await client.flushdb()

@@ -8,11 +8,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from tests.conftest import PASSWORD, bearer, open_client
 from tests.lock_holder import delete_users, execute_committed, lock_holder
+
+from app.session_markers import REVOKED, session_key
 
 USERS = "/api/v1/users"
 
@@ -92,3 +95,37 @@ async def test_two_admins_removing_each_other_at_once_leave_one_admin(
         assert listing.status_code == 200, listing.text
 
     assert len(await active_admin_emails(database)) == 1
+
+
+async def test_deleting_a_user_forgets_the_session_of_a_login_it_waited_for(
+    app: FastAPI, database: str, redis: Redis, admin_emails: tuple[str, str]
+) -> None:
+    # A login holds the user's row (FOR SHARE) while it inserts its session. A
+    # delete that lists the sessions to forget before that commit misses this
+    # one, whose marker a request in between could then write: the deleted
+    # user's token admitted for SESSION_MARKER_TTL_SECONDS.
+    admin_email, user_email = admin_emails
+    async for client in open_client(app):
+        _, admin_token = await sign_up_admin(client, database, admin_email)
+        signup = await client.post(USERS, json={"email": user_email, "password": PASSWORD})
+        assert signup.status_code == 201, signup.text
+        async with lock_holder(database) as holder:
+            await holder.execute(
+                "SELECT id FROM users WHERE email = :email FOR SHARE", email=user_email
+            )
+            inserted = await holder.connection.execute(
+                text(
+                    "INSERT INTO auth_sessions (user_id, refresh_token_hash, expires_at)"
+                    " VALUES (:user_id, 'racing login', now() + interval '1 hour') RETURNING id"
+                ),
+                {"user_id": signup.json()["id"]},
+            )
+            racing_session = inserted.scalar_one()
+            deleting = asyncio.create_task(
+                client.delete(f"{USERS}/{signup.json()['id']}", headers=bearer(admin_token))
+            )
+            await holder.wait_until("the delete", lambda waiters: len(waiters) == 1, deleting)
+            await holder.commit()
+        deleted = await deleting
+        assert deleted.status_code == 204, deleted.text
+    assert await redis.get(session_key(racing_session)) == REVOKED

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from tests.conftest import PASSWORD, assert_problem, make_settings, open_client
 
+from app.config import Settings
 from app.main import create_app
 from app.security import PasswordHasher
 
@@ -153,4 +154,40 @@ async def test_a_login_refused_for_hashing_capacity_does_not_use_up_the_login_li
             refused = [(await _login(client, email)).status_code for _ in range(3)]
         # 503, never 429: they were turned away before the login limit counted them.
         assert refused == [503, 503, 503]
+        assert (await _login(client, email)).status_code == 200
+
+
+async def test_with_the_default_bounds_a_login_is_refused_not_queued_while_every_core_hashes(
+    database: str, redis: Redis
+) -> None:
+    # The production defaults: one hash per core at a time, and none waiting.
+    fields = Settings.model_fields
+    concurrency = fields["hash_concurrency"].get_default(call_default_factory=True)
+    queue_limit = fields["hash_queue_limit"].get_default()
+    async with _client_with_user(
+        database,
+        hash_concurrency=concurrency,
+        hash_queue_limit=queue_limit,
+        login_rate_limit="1000/minute",
+    ) as (client, hasher, email):
+        holders = [object() for _ in range(concurrency)]
+        for holder in holders:
+            await hasher.limiter.acquire_on_behalf_of(holder)
+        try:
+            login = asyncio.create_task(_login(client, email))
+            await _wait_until(
+                lambda: login.done() or hasher.limiter.statistics().tasks_waiting > 0,
+                "the login to be refused or queued",
+            )
+            queued = hasher.limiter.statistics().tasks_waiting
+            live = await client.get("/health/live")
+        finally:
+            for holder in holders:
+                hasher.limiter.release_on_behalf_of(holder)
+        refused = await login
+        assert queued == 0, "the login waited for a hashing slot instead of being refused"
+        body = assert_problem(refused, 503)
+        assert refused.headers["retry-after"] == "1"
+        assert "try again" in body["detail"]
+        assert live.status_code == 200, live.text
         assert (await _login(client, email)).status_code == 200

@@ -73,8 +73,11 @@ def _tampered(settings: Settings, claims: dict[str, Any]) -> str:
 
 
 def _with(**changes: Any) -> Callable[[Settings, dict[str, Any]], str]:
+    """Sign the claims with these changes; a callable change is called when the token is made."""
+
     def make(settings: Settings, claims: dict[str, Any]) -> str:
-        return _sign(settings, claims | changes)
+        made = {name: value() if callable(value) else value for name, value in changes.items()}
+        return _sign(settings, claims | made)
 
     return make
 
@@ -86,12 +89,14 @@ def _without(name: str) -> Callable[[Settings, dict[str, Any]], str]:
     return make
 
 
-def _past(seconds: int) -> datetime:
-    return datetime.now(UTC) - timedelta(seconds=seconds)
+# Times as of the test, not of the import: a run that imports this module and
+# tests minutes later (mutmut does) would otherwise get a "future" in the past.
+def _past(seconds: int) -> Callable[[], datetime]:
+    return lambda: datetime.now(UTC) - timedelta(seconds=seconds)
 
 
-def _future(seconds: int) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
+def _future(seconds: int) -> Callable[[], datetime]:
+    return lambda: datetime.now(UTC) + timedelta(seconds=seconds)
 
 
 BAD_TOKENS: dict[str, Callable[[Settings, dict[str, Any]], str]] = {
@@ -206,14 +211,18 @@ async def test_a_token_verified_once_still_expires_on_time(settings: Settings) -
     """The signature check is cached per token; the expiry is checked on every call."""
     user_id, session_id = uuid.uuid4(), uuid.uuid4()
     claims = _claims(settings, user_id, session_id)
-    claims["exp"] = datetime.now(UTC) + timedelta(seconds=2)
+    # PyJWT reads this process's clock, so the test does too. Five seconds: the
+    # first check comes well before, however busy the machine.
+    expires = datetime.now(UTC) + timedelta(seconds=5)
+    claims["exp"] = expires
     token = _sign(settings, claims)
     strict = settings.model_copy(update={"jwt_leeway_seconds": 0})
 
     first = decode_access_token(strict, token)
     assert first is not None
     assert (first.user_id, first.session_id) == (user_id, session_id)
-    await asyncio.sleep(2.1)
+    # Past the expiry (a whole second more: exp is stored in whole seconds).
+    await asyncio.sleep((expires - datetime.now(UTC)).total_seconds() + 1.05)
     assert decode_access_token(strict, token) is None
 
 

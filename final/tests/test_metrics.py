@@ -1,7 +1,20 @@
 """The Prometheus endpoint."""
 
+import re
+
 import httpx
-from tests.conftest import assert_problem
+from fastapi import FastAPI
+from tests.conftest import assert_problem, open_client, with_lifespan_state
+
+from app.config import Settings
+from app.main import create_app
+
+
+def metric(text: str, series: str) -> float:
+    """The value of one series in Prometheus text (fails when the series is absent)."""
+    match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.MULTILINE)
+    assert match, f"{series} is not in the metrics:\n{text}"
+    return float(match.group(1))
 
 
 async def test_metrics_count_requests_by_route_template_not_raw_path(
@@ -45,14 +58,35 @@ async def test_metrics_label_documentation_routes_by_their_path(
     assert "<unmatched>" not in text
 
 
-async def test_metrics_expose_pool_usage_and_cache_counters(client: httpx.AsyncClient) -> None:
+async def test_metrics_expose_the_cache_counters_from_zero(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
-    assert "db_pool_connections_in_use " in text
-    assert "cache_hits_total 0.0" in text
-    assert "cache_misses_total 0.0" in text
+    assert metric(text, "cache_hits_total") == 0
+    assert metric(text, "cache_misses_total") == 0
 
 
-async def test_each_app_has_its_own_metrics(client: httpx.AsyncClient) -> None:
-    # A fresh app per test: counts from earlier tests never leak in.
-    text = (await client.get("/metrics")).text
-    assert 'route="/health/live"' not in text
+async def test_the_pool_gauge_counts_the_connections_checked_out(app: FastAPI) -> None:
+    # The app's own pool (the client fixture would route queries to the test's connection).
+    async with app.router.lifespan_context(app) as state:
+        transport = httpx.ASGITransport(app=with_lifespan_state(app, dict(state)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def in_use() -> float:
+                text = (await client.get("/metrics")).text
+                return metric(text, "db_pool_connections_in_use")
+
+            before = await in_use()
+            async with state["engine"].connect(), state["engine"].connect():
+                during = await in_use()
+            after = await in_use()
+
+    assert (before, during, after) == (0, 2, 0)
+
+
+async def test_each_app_has_its_own_metrics(client: httpx.AsyncClient, settings: Settings) -> None:
+    assert (await client.get("/health/live")).status_code == 200
+    counted = 'http_requests_total{method="GET",route="/health/live",status="200"}'
+    assert metric((await client.get("/metrics")).text, counted) == 1
+
+    # Another app in the same process starts from nothing: no shared registry.
+    async for other in open_client(create_app(settings)):
+        assert 'route="/health/live"' not in (await other.get("/metrics")).text

@@ -7,10 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from tests.conftest import assert_problem
-
-from app.deps import AuthenticatedUser, get_authenticated
+from tests.conftest import PASSWORD, UserFactory, assert_problem, bearer
 
 USERS = "/api/v1/users"
 
@@ -98,10 +95,20 @@ async def test_create_user_with_invalid_body_returns_422_without_echoing_input(
 async def test_create_user_with_long_password_is_refused_not_truncated(
     client: httpx.AsyncClient,
 ) -> None:
-    r = await client.post(USERS, json=_signup(password="p" * 128))
+    longest = "".join(chr(ord("a") + n % 26) for n in range(128))
+    r = await client.post(USERS, json=_signup(password=longest))
     assert r.status_code == 201, r.text
     r = await client.post(USERS, json=_signup("bob@example.com", password="p" * 129))
     assert_problem(r, 422)
+    # Every one of the 128 characters counts: a hash of a truncated password
+    # would let its first 127 characters in as well.
+    token = "/api/v1/auth/token"
+    shorter = await client.post(
+        token, data={"username": "ada@example.com", "password": longest[:127]}
+    )
+    assert_problem(shorter, 401)
+    whole = await client.post(token, data={"username": "ada@example.com", "password": longest})
+    assert whole.status_code == 200, whole.text
 
 
 async def test_create_user_with_malformed_json_returns_422(client: httpx.AsyncClient) -> None:
@@ -156,10 +163,14 @@ async def test_protected_route_with_invalid_token_returns_401_with_invalid_token
 
 
 @pytest.fixture
-def as_admin(app: FastAPI) -> None:
-    """Stand in for the auth layer with an admin, through FastAPI's override seam."""
-    admin = AuthenticatedUser(session_id=uuid.uuid4(), user_id=uuid.uuid4(), is_admin=True)
-    app.dependency_overrides[get_authenticated] = lambda: admin
+async def as_admin(client: httpx.AsyncClient, user: UserFactory) -> None:
+    """Make the client's requests as a real admin, logged in through the login route."""
+    admin = await user("root@example.com", is_admin=True)
+    r = await client.post(
+        "/api/v1/auth/token", data={"username": admin.email, "password": PASSWORD}
+    )
+    assert r.status_code == 200, r.text
+    client.headers.update(bearer(r.json()["access_token"]))
 
 
 def _crafted_cursor(*values: object) -> str:
@@ -215,7 +226,7 @@ async def test_list_users_pages_through_every_user_once(
         cursor = r.json()["next_cursor"]
         if cursor is None:
             break
-    assert sorted(seen) == [f"user{n}@example.com" for n in range(5)]
+    assert sorted(seen) == ["root@example.com", *(f"user{n}@example.com" for n in range(5))]
 
 
 async def test_get_user_with_invalid_uuid_returns_422(

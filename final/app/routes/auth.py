@@ -57,7 +57,7 @@ def _token_pair(settings: Settings, user_id: uuid.UUID, refresh_token: RefreshTo
     responses={
         **_UNAUTHORIZED,
         429: {"description": "Too many attempts for this account or client."},
-        503: {"description": "Too many logins."},
+        503: {"description": "Too many password checks at once (Retry-After: 1), or no database."},
     },
     # The capacity check first: a login that will be refused for want of
     # hashing capacity costs no Redis or database call.

@@ -9,7 +9,11 @@ from app.state import request_state
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     """Expose the service's metrics in Prometheus text format."""
     state = request_state(request)

@@ -1,7 +1,7 @@
 """User accounts: sign-up, self-service and administration."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
@@ -22,6 +22,12 @@ from app.user_reads import invalidate_user, json_response, read_user_json
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 _NOT_FOUND = "No user with this id exists."
+# Error answers particular to these routes; those every route of a kind gives
+# (401, 403 for admins, 422, 429, 503) are read off the dependencies by app/openapi.py.
+_Responses = dict[int | str, dict[str, Any]]
+_NO_SUCH_USER: _Responses = {404: {"description": "No such user, or not one you may see."}}
+_DELETED_SINCE_TOKEN_CHECK: _Responses = {404: {"description": "The account was just deleted."}}
+_LAST_ADMIN: _Responses = {409: {"description": "This is the last active administrator."}}
 
 
 # --8<-- [start:last_admin]
@@ -44,7 +50,7 @@ async def _refuse_removing_last_admin(users: UserRepository, target_id: uuid.UUI
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "Email taken."}},
+    responses={409: {"description": "An account with this email address already exists."}},
     # Anonymous: no token check counts the request, so the general limit does.
     dependencies=[Depends(enforce_api_limit)],
 )
@@ -65,7 +71,7 @@ async def create_user(
 
 
 # --8<-- [start:read_me]
-@router.get("/me", response_model=UserPublic)
+@router.get("/me", response_model=UserPublic, responses=_DELETED_SINCE_TOKEN_CHECK)
 async def read_me(caller: CurrentUser, request: Request, response: Response) -> Response:
     """Read the authenticated user."""
     # Usually the token check's one Redis call already read the cached JSON:
@@ -84,7 +90,14 @@ def _wrong_current_password() -> HTTPException:
 
 
 # --8<-- [start:update_me]
-@router.patch("/me")
+@router.patch(
+    "/me",
+    responses={
+        **_DELETED_SINCE_TOKEN_CHECK,
+        403: {"description": "current_password is not the account's password."},
+        429: {"description": "Too many password checks for this account or client."},
+    },
+)
 async def update_me(
     body: UserUpdate,
     caller: CurrentUser,
@@ -143,7 +156,7 @@ async def update_me(
 
 
 # --8<-- [start:read_user]
-@router.get("/{user_id}", response_model=UserPublic)
+@router.get("/{user_id}", response_model=UserPublic, responses=_NO_SUCH_USER)
 async def read_user(
     user_id: uuid.UUID,
     caller: CurrentUser,
@@ -175,7 +188,11 @@ async def list_users(
     return UserPage(items=[UserPublic.model_validate(u) for u in users], next_cursor=next_cursor)
 
 
-@router.patch("/{user_id}", dependencies=[Depends(get_admin_user)])
+@router.patch(
+    "/{user_id}",
+    dependencies=[Depends(get_admin_user)],
+    responses={**_NO_SUCH_USER, **_LAST_ADMIN},
+)
 async def update_user(
     user_id: uuid.UUID,
     body: UserAdminUpdate,
@@ -204,7 +221,11 @@ async def update_user(
     return UserPublic.model_validate(updated)
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_NO_SUCH_USER, **_LAST_ADMIN},
+)
 async def delete_user(
     user_id: uuid.UUID, caller: CurrentUser, session: SessionDep, request: Request
 ) -> Response:
@@ -214,10 +235,13 @@ async def delete_user(
     users = UserRepository(session)
     await _refuse_removing_last_admin(users, user_id)
     # ON DELETE CASCADE removes the user's sessions, so their tokens die with them;
-    # their ids are read first, to forget their markers after the commit.
-    ended_sessions = await SessionRepository(session).live_ids(user_id)
-    if not await users.delete(user_id):
+    # their ids are read first, to forget their markers after the commit. The
+    # row lock first: a login holding the row commits its session before the
+    # read, so that session is forgotten too, not admitted by a marker.
+    if not await users.lock(user_id):
         raise HTTPException(404, _NOT_FOUND)
+    ended_sessions = await SessionRepository(session).live_ids(user_id)
+    await users.delete(user_id)
     await session.commit()
     await invalidate_user(request, user_id)
     await forget_session_markers(request, ended_sessions)

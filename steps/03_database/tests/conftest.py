@@ -91,12 +91,14 @@ async def _connect_to_maintenance_database(url: str) -> asyncpg.Connection:
             timeout=5,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL is not answering at {parsed.host}:{parsed.port or 5432} "
-            f"({type(exc).__name__}): start it, set DATABASE_URL to a reachable "
-            'server, or run the tests through `./workshop -s "step(03_database)"`.',
-            pytrace=False,
-        )
+        error = type(exc).__name__
+    # Failed outside the except: the message alone, not behind the driver's traceback.
+    pytest.fail(
+        f"PostgreSQL is not answering at {parsed.host}:{parsed.port or 5432} "
+        f"({error}): start it, set DATABASE_URL to a reachable "
+        'server, or run the tests through `./workshop -s "step(03_database)"`.',
+        pytrace=False,
+    )
 
 
 async def recreate_database(url: str) -> None:

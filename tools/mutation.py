@@ -1,0 +1,155 @@
+"""Prepare a project for mutmut, and report its score per module (run by `nox -s mutation`).
+
+    python tools/mutation.py prepare PROJECT WORKDIR MODULE...
+    python tools/mutation.py report NAME PATTERN...      (from WORKDIR, after `mutmut run`)
+
+mutmut mutates a copy of the code under `mutants/` and reads its settings from
+the project's pyproject.toml: `prepare` copies the project into a work
+directory of its own (the tree itself is never touched and needs no mutmut
+section) and adds the settings there. `report` prints the killed share of each
+module and every surviving mutant as a diff, and marks the survivors that
+tools/mutation_equivalents.toml lists as equivalent (same behaviour as the
+code, so no test can kill them), with the reason given there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EQUIVALENTS = ROOT / "tools" / "mutation_equivalents.toml"
+# What the tests need beside app/ and tests/ (migrations from step 03 on).
+COPIED = ("app", "tests", "migrations", "alembic.ini", "pyproject.toml")
+# mutmut's exit codes for a mutant (mutmut/stats.py); anything else is "suspicious".
+KILLED = {1, 3, 37}
+SURVIVED = {0}
+TIMEOUT = {24, -24, 36, 152, 255}
+NO_TESTS = {5, 33}
+
+
+def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
+    """Copy the project into workdir and add mutmut's settings; keep earlier results."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        source, target = project / name, workdir / name
+        if source.is_dir():
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.is_file():
+            shutil.copy2(source, target)
+    also_copy = [name for name in ("migrations", "alembic.ini") if (project / name).exists()]
+    settings = {
+        "source_paths": ["app"],
+        "only_mutate": modules,
+        "also_copy": also_copy,
+        # A mutant that makes a test wait (a lock never released, a loop that
+        # never ends) counts as caught once it takes this much longer than the test.
+        "timeout_multiplier": 5.0,
+        "timeout_constant": 10.0,
+    }
+    # JSON's strings, lists and numbers are TOML's too.
+    lines = ["", "[tool.mutmut]", *(f"{key} = {json.dumps(val)}" for key, val in settings.items())]
+    pyproject = workdir / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "\n".join(lines) + "\n")
+
+
+def load_results() -> dict[str, int | None]:
+    """Every mutant mutmut knows in this work directory, with its exit code."""
+    results: dict[str, int | None] = {}
+    for meta in Path("mutants").rglob("*.py.meta"):
+        results.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return results
+
+
+def module_of(mutant: str) -> str:
+    """`app.deps.x_get_authenticated__mutmut_3` -> `app.deps`."""
+    return mutant.rsplit(".", 1)[0]
+
+
+def outcome(code: int | None) -> str:
+    """What an exit code says about a mutant."""
+    if code in KILLED:
+        return "killed"
+    if code in TIMEOUT:
+        return "timeout"
+    if code in SURVIVED:
+        return "survived"
+    if code in NO_TESTS:
+        return "no tests"
+    return "not checked" if code is None else "suspicious"
+
+
+def equivalents(name: str) -> dict[str, str]:
+    """The mutants of this project listed as equivalent, with their reasons."""
+    listed = tomllib.loads(EQUIVALENTS.read_text()).get(name, {})
+    return {mutant: str(reason) for mutant, reason in listed.items()}
+
+
+def report(name: str, patterns: list[str]) -> int:
+    """Print the score per module and the survivors; 0 when every survivor is explained."""
+    results = {
+        mutant: code
+        for mutant, code in load_results().items()
+        if any(fnmatch.fnmatch(mutant, pattern) for pattern in patterns)
+    }
+    explained = equivalents(name)
+    by_module: dict[str, Counter[str]] = {}
+    survivors: list[str] = []
+    for mutant, code in sorted(results.items()):
+        state = outcome(code)
+        if state == "survived" and mutant in explained:
+            state = "equivalent"
+        by_module.setdefault(module_of(mutant), Counter())[state] += 1
+        if state in ("survived", "no tests", "suspicious", "not checked"):
+            survivors.append(mutant)
+    print(f"\nMutation score of {name} (killed, timeouts included, of the mutants not equivalent):")
+    total_killed = total_counted = 0
+    for module, counts in sorted(by_module.items()):
+        killed = counts["killed"] + counts["timeout"]
+        counted = sum(counts.values()) - counts["equivalent"]
+        total_killed, total_counted = total_killed + killed, total_counted + counted
+        share = f"{100 * killed / counted:5.1f}%" if counted else "   - "
+        rest = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if state != "killed")
+        print(f"  {module:<28} {share}  {killed}/{counted}  {rest}")
+    if total_counted:
+        overall = 100 * total_killed / total_counted
+        print(f"  {'all':<28} {overall:5.1f}%  {total_killed}/{total_counted}")
+    for mutant in survivors:
+        print(f"\n--- {outcome(results[mutant])}: {mutant}")
+        shown = subprocess.run(["mutmut", "show", mutant], capture_output=True, text=True)
+        print(shown.stdout.strip() or shown.stderr.strip())
+    for mutant, reason in sorted(explained.items()):
+        if mutant not in results:
+            continue
+        state = outcome(results[mutant])
+        if state == "survived":
+            print(f"\n--- equivalent: {mutant}: {reason}")
+        else:
+            print(f"\n--- {mutant} is listed as equivalent but was {state}: unlist it.")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch `prepare` and `report`."""
+    command, *args = argv
+    if command == "prepare":
+        project, workdir, *modules = args
+        prepare(Path(project), Path(workdir), modules)
+        return 0
+    if command == "report":
+        name, *patterns = args
+        return report(name, patterns)
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
