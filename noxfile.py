@@ -16,6 +16,8 @@ import itertools
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nox
@@ -26,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from tools import mermaid, services  # noqa: E402
 from tools.chromium import HOW_TO_GET_ONE, find_chromium  # noqa: E402
+from tools.learner import cli as learner_cli  # noqa: E402
+from tools.learner.lessons import LessonError  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
@@ -60,6 +64,8 @@ MUTATED_FINAL_MODULES = (
 )
 # CI sets it: there the browser session fails, rather than skips, without a Chromium.
 BROWSER_REQUIRED = os.environ.get("WORKSHOP_BROWSER", "").strip().lower() == "required"
+# The learner check and the authors' check of the steps: one learner, one step at a time.
+LEARNER_REDIS_DB = 15
 
 
 def requirements(project: Path, *groups: str) -> list[str]:
@@ -84,6 +90,23 @@ def servers_needed(specifiers: list[str]) -> dict[str, bool]:
     return {"postgres": "asyncpg" in names, "redis": "redis" in names}
 
 
+@contextmanager
+def project_environment(
+    session: nox.Session, deps: list[str], *, database: str, redis_db: int
+) -> Iterator[dict[str, str]]:
+    """Install these packages, start the servers they reach, and yield their URLs."""
+    session.install(*deps)
+    with services.provide(**servers_needed(deps)) as found:
+        env: dict[str, str] = {}
+        if found.postgres:
+            env["DATABASE_URL"] = found.database_url(database)
+        if found.redis:
+            env["REDIS_URL"] = found.redis_url(redis_db)
+            # For the fault tests that start, stop and break a redis-server of their own.
+            env["REDIS_SERVER"] = services.redis_server_binary()
+        yield env
+
+
 def run_project_tests(
     session: nox.Session,
     project: Path,
@@ -94,15 +117,7 @@ def run_project_tests(
 ) -> None:
     """Install a project with its test group and run its tests against its own servers."""
     deps = requirements(project, "test")
-    session.install(*deps)
-    with services.provide(**servers_needed(deps)) as found:
-        env: dict[str, str] = {}
-        if found.postgres:
-            env["DATABASE_URL"] = found.database_url(database)
-        if found.redis:
-            env["REDIS_URL"] = found.redis_url(redis_db)
-            # For the fault tests that start, stop and break a redis-server of their own.
-            env["REDIS_SERVER"] = services.redis_server_binary()
+    with project_environment(session, deps, database=database, redis_db=redis_db) as env:
         session.chdir(project)
         args = session.posargs if pytest_args is None else pytest_args
         session.run("pytest", *args, env=env)
@@ -165,16 +180,30 @@ def run(session: nox.Session, step: str) -> None:
     project = ROOT / "steps" / step
     deps = requirements(project)
     session.install(*deps)
+    # WORKSHOP_RUN_SCRATCH=1 (the repo's check of the pages' commands sets it)
+    # runs on a database of its own, made anew, so that a check never sees nor
+    # touches the users a learner created, and empties the run Redis database,
+    # which holds only what is rebuilt on demand (cache entries, rate limits):
+    # a limit spent by the previous check must not refuse this one.
+    scratch = os.environ.get("WORKSHOP_RUN_SCRATCH") == "1"
     # persistent: what a learner created in a step's app is still there tomorrow.
     with services.provide(**servers_needed(deps), persistent=True) as found:
         env: dict[str, str] = {}
         if found.postgres:
-            env["DATABASE_URL"] = found.database_url(f"workshop_run_{step}")
+            name = f"workshop_{'scratch' if scratch else 'run'}_{step}"
+            env["DATABASE_URL"] = found.database_url(name)
         if found.redis:
             env["REDIS_URL"] = found.redis_url(RUN_REDIS_DB)
         session.chdir(project)
+        if found.redis and scratch:
+            flush = "import os, redis; redis.Redis.from_url(os.environ['REDIS_URL']).flushdb()"
+            session.run("python", "-c", flush, env=env)
         if (project / "alembic.ini").is_file():
-            session.run("python", str(ROOT / "tools" / "create_database.py"), env=env)
+            create = [
+                str(ROOT / "tools" / "create_database.py"),
+                *(["--recreate"] if scratch else []),
+            ]
+            session.run("python", *create, env=env)
             session.run("alembic", "upgrade", "head", env=env)
         if (project / "app" / "main.py").is_file():
             # uvicorn's own defaults are 127.0.0.1:8000; UVICORN_PORT=8001 (or
@@ -408,3 +437,102 @@ def mutation_targets(
 def module_glob(module: str) -> str:
     """The mutmut mutant-name pattern of a module path (`app/deps.py` -> `app.deps.*`)."""
     return module.removesuffix(".py").replace("/", ".").removesuffix(".*") + ".*"
+
+
+# --- the learner check: write a step yourself, and have its tests judge it ---------
+
+
+def run_learner(session: nox.Session, command: str) -> None:
+    """Run a learner command that needs no environment of its own, in nox's own Python."""
+    if learner_cli.main([command, *session.posargs], learner_cli.Workshop(ROOT)) != 0:
+        session.error(f"{command} did not go through (see above).")
+
+
+def judge_in_step_environment(session: nox.Session, command: str, *extra: str) -> None:
+    """Install the current step's packages, start its servers, and run check or watch there."""
+    try:
+        step_dir = learner_cli.step_to_check(ROOT, session.posargs)
+    except (learner_cli.RefusedError, LessonError) as refusal:
+        session.error(str(refusal))
+    deps = [*requirements(step_dir, "test"), *extra]
+    database = f"workshop_learner_{step_dir.name}"
+    with project_environment(session, deps, database=database, redis_db=LEARNER_REDIS_DB) as env:
+        session.run("python", "-m", "tools.learner", command, *session.posargs, env=env)
+
+
+@nox.session(default=False, venv_backend="none")
+def start(session: nox.Session) -> None:
+    """Start a step in work/ with the step before's code (`-- 03`; `-- 03 --force`)."""
+    run_learner(session, "start")
+
+
+# reuse_venv: a learner checks again and again; installing only tops the environment up.
+@nox.session(default=False, reuse_venv=True)
+def check(session: nox.Session) -> None:
+    """Judge work/ with the current step's tests, task by task (`-- --json results.json`)."""
+    judge_in_step_environment(session, "check")
+
+
+@nox.session(default=False, reuse_venv=True)
+def watch(session: nox.Session) -> None:
+    """Check work/ again on every change, the last failures first (`-- --poll` to poll)."""
+    judge_in_step_environment(session, "watch", "watchfiles>=1.0")
+
+
+@nox.session(default=False, venv_backend="none")
+def hint(session: nox.Session) -> None:
+    """Show the next hint for the task that failed last."""
+    run_learner(session, "hint")
+
+
+@nox.session(default=False, venv_backend="none")
+def progress(session: nox.Session) -> None:
+    """Show which steps and tasks passed, and which were skipped."""
+    run_learner(session, "progress")
+
+
+@nox.session(default=False, venv_backend="none")
+def solution(session: nox.Session) -> None:
+    """Show the diff from work/ to the step's own code (before a pass, only when asked twice)."""
+    run_learner(session, "solution")
+
+
+@nox.session(default=False, venv_backend="none")
+def reset(session: nox.Session) -> None:
+    """Back work/ up under .workshop/backups/ and start the current step again."""
+    run_learner(session, "reset")
+
+
+@nox.session(default=False, venv_backend="none")
+def skip(session: nox.Session) -> None:
+    """Put the current step's own code in work/ and record the step as skipped."""
+    run_learner(session, "skip")
+
+
+@nox.session
+@nox.parametrize("step", STEP_IDS)
+def authors(session: nox.Session, step: str) -> None:
+    """Check a step's tests judge a learner fairly: each task fails on the step before."""
+    index = [path.name for path in STEPS].index(step)
+    # The step before's tests run here too (on this step's code): their packages as well.
+    deps = [
+        *requirements(STEPS[index], "test"),
+        *(requirements(STEPS[index - 1], "test") if index else []),
+    ]
+    database = f"workshop_authors_{step}"
+    with project_environment(session, deps, database=database, redis_db=LEARNER_REDIS_DB) as env:
+        session.run("python", "-m", "tools.learner.authors", step, env=env)
+
+
+@nox.session
+def learner(session: nox.Session) -> None:
+    """Test the learner check and the authors' check themselves, on copies of the steps."""
+    deps = sorted({spec for path in STEPS for spec in requirements(path, "test")})
+    deps += ["watchfiles>=1.0"]
+    with project_environment(
+        session, deps, database="workshop_learner_tests", redis_db=LEARNER_REDIS_DB
+    ) as env:
+        # `python -m`: the tests import the tools from the repository root. The
+        # steps' pytest-asyncio is for the steps' suites, which run in subprocesses.
+        tests = ["tools/learner/tests", "-p", "no:asyncio"]
+        session.run("python", "-m", "pytest", *tests, *session.posargs, env=env)

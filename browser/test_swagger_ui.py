@@ -39,6 +39,10 @@ def test_sign_up_authorize_read_me_log_out_and_get_401(
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("Workshop user service")
 
     sign_up = operation(page, "create_user_api_v1_users_post")
+    # The documented answers: the 201's example is an ordinary user, the 422 a problem.
+    documented = sign_up.locator(".responses-wrapper .responses-table").last
+    expect(documented.locator("tr[data-code='201']")).to_contain_text('"is_admin": false')
+    expect(documented.locator("tr[data-code='422']")).to_contain_text("application/problem+json")
     example = json.loads(sign_up.locator("textarea.body-param__text").input_value())
     assert example.keys() >= {"email", "password"}, example
     body = {"email": email, "password": PASSWORD, "full_name": "Ada Lovelace"}

@@ -4,7 +4,7 @@ import asyncio
 
 import httpx
 from harness.api import assert_outcome_is_problem, assert_problem, new_email, signup
-from harness.database import terminate_app_connections
+from harness.database import terminate_app_connections, wait_for_app_connections
 from harness.launcher import Launcher
 from harness.processes import closed_port
 from harness.traffic import Outcome, run_load, send
@@ -28,8 +28,9 @@ async def test_killed_database_connections_fail_only_in_flight_requests_with_503
             run_load(write, clients=CLIENTS, max_requests=200, max_seconds=30, stop=stop)
         )
         try:
-            # Let every client get a pooled connection, then cut them all mid-load.
-            await asyncio.sleep(1.0)
+            # Once the load holds pooled connections, cut them all mid-load.
+            await wait_for_app_connections(launch.db_url)
+            await asyncio.sleep(0.5)
             killed = await terminate_app_connections(launch.db_url)
             await asyncio.sleep(1.0)
         finally:

@@ -70,6 +70,9 @@ def learner_environment(**extra: str) -> dict[str, str]:
     # The clone shares this tree's embedded servers (if any are needed)
     # instead of installing and starting its own.
     env.setdefault("WORKSHOP_HOME", str(embedded.home()))
+    # run(NN_name) on a scratch database, emptied first: a check neither sees
+    # nor changes what the learner keeps in the step's own run database.
+    env["WORKSHOP_RUN_SCRATCH"] = "1"
     env.update(extra)
     return env
 

@@ -11,10 +11,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 STEPS = sorted(path for path in (ROOT / "steps").iterdir() if path.is_dir())
 PROJECTS = [*STEPS, ROOT / "final"]
-# The steps on the page pattern of docs/contributing/step-pages.md (exercises,
-# commands through ./workshop, each line once). Step 03 joins them in the next
-# commit, and this list then goes: every step is on it.
-PATTERN_STEPS = [step for step in STEPS if step.name != "03_database"]
 
 # `--8<-- "path"` or `--8<-- "path:section"`; a leading `;` escapes an example.
 SNIPPET = re.compile(r'^(?P<escape>;?)--8<-- "(?P<target>[^"]+)"\s*$')

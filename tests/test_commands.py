@@ -28,12 +28,12 @@ from typing import Literal
 
 import pytest
 from clones import Result, fresh_clone, learner_environment, run_script, stop_group
-from helpers import DOCS, PATTERN_STEPS, ROOT
+from helpers import DOCS, ROOT, STEPS
 
 SOURCES = [
     DOCS / "steps" / "index.md",
-    *(DOCS / "steps" / f"{step.name}.md" for step in PATTERN_STEPS),
-    *(step / "README.md" for step in PATTERN_STEPS),
+    *(DOCS / "steps" / f"{step.name}.md" for step in STEPS),
+    *(step / "README.md" for step in STEPS),
 ]
 BLOCK_TIMEOUT = 600.0
 SERVER_START_TIMEOUT = 300.0

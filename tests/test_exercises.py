@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from clones import Result, fresh_clone, learner_environment, run_script
-from helpers import DOCS, PATTERN_STEPS, ROOT
+from helpers import DOCS, ROOT, STEPS
 
 EXERCISES = sorted(
     path
-    for step in PATTERN_STEPS
+    for step in STEPS
     for path in (step / "exercises").glob("*")
     if path.is_dir() and not path.name.startswith(("_", "."))
 )
@@ -57,7 +57,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_step_has_exercises() -> None:
-    for step in PATTERN_STEPS:
+    for step in STEPS:
         assert any(path.parent.parent == step for path in EXERCISES), f"{step.name} has none"
 
 
@@ -71,7 +71,7 @@ def test_exercise_has_its_test_its_answer_and_its_place_on_the_page(exercise: Pa
     assert f"steps/{step}/exercises/{exercise.name}/answer.patch" in page
 
 
-@pytest.mark.parametrize("step", PATTERN_STEPS, ids=lambda path: path.name)
+@pytest.mark.parametrize("step", STEPS, ids=lambda path: path.name)
 def test_every_exercise_fails_on_its_step(clone: Path, step: Path) -> None:
     names = [exercise.name for exercise in EXERCISES if exercise.parent.parent == step]
     paths = [f"exercises/{name}" for name in names]

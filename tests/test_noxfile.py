@@ -8,9 +8,22 @@ import sys
 import pytest
 from helpers import ROOT, STEPS
 
-NAMED = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser", "serve", "mutation"]
+NAMED = [
+    "final",
+    "resilience",
+    "repo",
+    "lint",
+    "typecheck",
+    "docs",
+    "browser",
+    "serve",
+    "mutation",
+    "learner",
+]
 # What `nox` alone runs: the README's test command.
-DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser"]
+DEFAULT = ["final", "resilience", "repo", "lint", "typecheck", "docs", "browser", "learner"]
+# A learner's own commands (docs/learner.md): never part of the test run.
+LEARNER_COMMANDS = ["start", "check", "hint", "watch", "progress", "solution", "reset", "skip"]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +74,21 @@ def test_plain_nox_runs_every_step_and_the_checks_but_not_serve_or_mutation(
     sessions: dict[str, tuple[bool, str]],
 ) -> None:
     selected = {name for name, (default, _) in sessions.items() if default}
-    expected = {*DEFAULT, *(f"step({step.name})" for step in STEPS)}
+    expected = {
+        *DEFAULT,
+        *(f"step({step.name})" for step in STEPS),
+        *(f"authors({step.name})" for step in STEPS),
+    }
     assert expected <= selected, f"missing from the default run: {expected - selected}"
     assert "serve" not in selected
     # Mutation testing takes far longer than the tests: run on purpose, not by default.
     assert "mutation" not in selected
+
+
+def test_the_learner_commands_exist_and_stay_out_of_the_test_run(
+    sessions: dict[str, tuple[bool, str]],
+) -> None:
+    for name in LEARNER_COMMANDS:
+        assert name in sessions, f"no nox session {name!r}; have {sorted(sessions)}"
+        assert sessions[name][1], f"session {name!r} has no docstring"
+        assert not sessions[name][0], f"{name!r} runs by default: it is a learner's command"

@@ -14,17 +14,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import DOCS, PATTERN_STEPS, ROOT, STEPS, snippet_includes
+from helpers import DOCS, ROOT, STEPS, snippet_includes
 
 sys.path.insert(0, str(ROOT))
 
 from tools.step_diffs import Change, changes
 
 GENERATED = ".generated/step-diffs/"
-OLD_PATTERN_PAGES = {
-    DOCS / "steps" / f"{step.name}.md" for step in STEPS if step not in PATTERN_STEPS
-}
-PAGES = sorted(set(DOCS.rglob("*.md")) - OLD_PATTERN_PAGES)
+PAGES = sorted(DOCS.rglob("*.md"))
 _HUNK = re.compile(r"^@@ -(?P<old>\d+)(?:,\d+)? \+(?P<new>\d+)(?:,\d+)? @@")
 _MARKER = re.compile(r"--8<-- \[(?:start|end):[\w-]+\]")
 
@@ -114,7 +111,7 @@ def test_no_line_of_code_is_shown_twice_on_a_page(page: Path) -> None:
     assert not twice, f"{page.relative_to(ROOT)} shows these lines more than once: {twice[:10]}"
 
 
-@pytest.mark.parametrize("step", PATTERN_STEPS, ids=lambda path: path.name)
+@pytest.mark.parametrize("step", STEPS, ids=lambda path: path.name)
 def test_step_page_shows_new_files_whole_and_changed_files_as_their_diff(step: Path) -> None:
     page = DOCS / "steps" / f"{step.name}.md"
     assert page.is_file(), f"{step.name} has no docs page at {page.relative_to(ROOT)}"

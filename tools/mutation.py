@@ -15,9 +15,9 @@ code, so no test can kill them), with the reason given there.
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import shutil
-import subprocess
 import sys
 import tomllib
 from collections import Counter
@@ -37,6 +37,8 @@ NO_TESTS = {5, 33}
 def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
     """Copy the project into workdir and add mutmut's settings; keep earlier results."""
     workdir.mkdir(parents=True, exist_ok=True)
+    copied_pyproject = workdir / "pyproject.toml"
+    previous = copied_pyproject.read_text() if copied_pyproject.exists() else None
     for name in COPIED:
         source, target = project / name, workdir / name
         if source.is_dir():
@@ -46,19 +48,42 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
         elif source.is_file():
             shutil.copy2(source, target)
     also_copy = [name for name in ("migrations", "alembic.ini") if (project / name).exists()]
-    settings = {
+    settings: dict[str, object] = {
         "source_paths": ["app"],
         "only_mutate": modules,
+        # The CLI's tests run `python -m app` in a fresh process from an empty
+        # directory, where mutmut's mutated code cannot find its settings: they
+        # cannot judge a mutant, so the CLI is not mutated (docs/reference/mutation.md).
+        "do_not_mutate": ["app/__main__.py"],
         "also_copy": also_copy,
-        # A mutant that makes a test wait (a lock never released, a loop that
-        # never ends) counts as caught once it takes this much longer than the test.
-        "timeout_multiplier": 5.0,
-        "timeout_constant": 10.0,
+        "pytest_add_cli_args": ["--ignore=tests/test_cli.py", *unused_plugins(project)],
+        # A mutant that makes a test hang (a lock never released, a loop that
+        # never ends) counts as caught once its tests take much longer than they
+        # did unmutated. mutmut's wall-clock limit is half of this CPU limit, and
+        # a busy machine is slow: generous, so that a slow survivor is not
+        # mistaken for a hang.
+        "timeout_multiplier": 15.0,
+        "timeout_constant": 30.0,
     }
     # JSON's strings, lists and numbers are TOML's too.
     lines = ["", "[tool.mutmut]", *(f"{key} = {json.dumps(val)}" for key, val in settings.items())]
     pyproject = workdir / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text() + "\n".join(lines) + "\n")
+    written = pyproject.read_text() + "\n".join(lines) + "\n"
+    if previous is not None and previous != written:
+        # Other settings or another pyproject: earlier results may not hold, start afresh.
+        shutil.rmtree(workdir / "mutants", ignore_errors=True)
+    pyproject.write_text(written)
+
+
+def unused_plugins(project: Path) -> list[str]:
+    """pytest options that switch off plugins installed for other projects only.
+
+    One environment serves every project; step 01's tests do not use
+    pytest-asyncio, whose warning about its unset options would be an error there.
+    """
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    tests = " ".join(pyproject.get("dependency-groups", {}).get("test", []))
+    return [] if "pytest-asyncio" in tests else ["-p", "no:asyncio"]
 
 
 def load_results() -> dict[str, int | None]:
@@ -85,6 +110,17 @@ def outcome(code: int | None) -> str:
     if code in NO_TESTS:
         return "no tests"
     return "not checked" if code is None else "suspicious"
+
+
+def diff_of(mutant: str) -> str:
+    """The mutant as a diff against the code (what `mutmut show NAME` prints)."""
+    # Imported here: only the mutation session's environment has mutmut.
+    diff_apply = importlib.import_module("mutmut.mutation.diff_apply")
+    path = module_of(mutant).replace(".", "/") + ".py"
+    try:
+        return str(diff_apply.get_diff_for_mutant(mutant, path=path)).strip()
+    except (OSError, ValueError) as error:
+        return f"(no diff: {error})"
 
 
 def equivalents(name: str) -> dict[str, str]:
@@ -124,8 +160,8 @@ def report(name: str, patterns: list[str]) -> int:
         print(f"  {'all':<28} {overall:5.1f}%  {total_killed}/{total_counted}")
     for mutant in survivors:
         print(f"\n--- {outcome(results[mutant])}: {mutant}")
-        shown = subprocess.run(["mutmut", "show", mutant], capture_output=True, text=True)
-        print(shown.stdout.strip() or shown.stderr.strip())
+        if outcome(results[mutant]) != "not checked":
+            print(diff_of(mutant))
     for mutant, reason in sorted(explained.items()):
         if mutant not in results:
             continue

@@ -32,7 +32,8 @@ IGNORED_PARTS = {
     ".nox",
 }
 IGNORED_SUFFIXES = {".pyc", ".pyo", ".egg-info"}
-IGNORED_NAMES = {".env"}
+# learn.toml is what the learner check reads about a step, not a part of its layer.
+IGNORED_NAMES = {".env", "learn.toml"}
 # A step's exercises and their answers are its own, not part of the layer it adds.
 IGNORED_TOP_LEVEL = {"exercises"}
 

@@ -121,7 +121,8 @@ _HEADERS = {
 AUTHORIZE_HELP = (
     "Log in with the OAuth2 password flow: **username** is your account's email "
     "address, **password** its password. Leave client_id and client_secret empty: "
-    "this service does not use them. Sign up first with `POST /api/v1/users`."
+    "this service does not use them. Sign up first with `POST /api/v1/users`. A wrong "
+    "email or password shows here as `Auth Error Error: Unauthorized`."
 )
 USER_EXAMPLE = {
     "id": "3f0e5d2c-8a4b-4c1d-9e7f-6a5b4c3d2e1f",

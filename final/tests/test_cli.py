@@ -19,8 +19,12 @@ EMAIL = "cli-admin@example.com"
 PASSWORD = "long enough pw"
 
 
-def run_cli(database: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run_cli(
+    database: str, *args: str, stdin: str = "", redis_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database, "ENVIRONMENT": "test"}
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
     return subprocess.run(
         [sys.executable, "-m", "app", *args],
         input=stdin,
@@ -140,3 +144,30 @@ def test_create_admin_refuses_a_deactivated_user_and_changes_nothing(
         _query(database, "SELECT is_active, is_admin FROM users WHERE email = :email")
     )
     assert rows == [(False, False)]
+
+
+def test_a_promotion_with_redis_down_commits_and_says_how_long_the_old_role_may_show(
+    database: str, cleanup: None
+) -> None:
+    created = run_cli(database, "create-admin", "--email", EMAIL, stdin="long enough pw\n")
+    assert created.returncode == 0, created.stderr
+    demote = "UPDATE users SET is_admin = false WHERE email = :email"
+    asyncio.run(_query(database, demote))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    r = run_cli(
+        database,
+        "create-admin",
+        "--email",
+        EMAIL,
+        stdin="long enough pw\n",
+        redis_url=f"redis://127.0.0.1:{closed_port}/0",
+    )
+    # The promotion is in PostgreSQL, the durable state: success, with a warning.
+    assert r.returncode == 0, r.stderr
+    assert "Promoted" in r.stdout
+    assert "Redis is not answering" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    rows = asyncio.run(_query(database, "SELECT is_admin FROM users WHERE email = :email"))
+    assert rows == [(True,)]

@@ -1,5 +1,6 @@
 """The suite's database: created and migrated once, then read directly to check what committed."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -80,6 +81,32 @@ async def committed_emails(url: str, emails: Iterable[str]) -> set[str]:
     finally:
         await connection.close()
     return {row["email"] for row in rows}
+
+
+async def wait_for_app_connections(url: str, *, timeout_seconds: float = 30.0) -> None:
+    """Return once final/ holds a connection to the suite's database; fail after the timeout.
+
+    A fault test that cuts connections must first know there are some: how long
+    the first requests take to reach PostgreSQL (each sign-up hashes a password
+    first) depends on how busy the machine is, so a fixed sleep is a race.
+    """
+    _, name = _maintenance_dsn(url)
+    connection = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while asyncio.get_running_loop().time() < deadline:
+            held = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = $1 AND datname = $2",
+                APP_CONNECTION_NAME,
+                name,
+            )
+            if held:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+    raise AssertionError(f"final/ opened no connection to {name} within {timeout_seconds} s.")
 
 
 async def terminate_app_connections(url: str) -> int:

@@ -1,5 +1,5 @@
-"""The exercises' tests use the step's own fixtures: settings, app and client."""
+"""The exercises' tests use the step's own fixtures, the check for blocking calls included."""
 
-from tests.conftest import app, client, settings
+from tests.conftest import app, client, no_blocking_calls, settings
 
-__all__ = ["app", "client", "settings"]
+__all__ = ["app", "client", "no_blocking_calls", "settings"]

@@ -16,6 +16,8 @@ from app.config import (
     load_settings,
 )
 
+pytestmark = pytest.mark.task("settings")
+
 PRODUCTION_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 TWO_ORIGINS = ["https://app.example.com", "http://localhost:3000"]
 

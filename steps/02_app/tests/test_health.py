@@ -1,10 +1,13 @@
 """The liveness route and the lifespan state behind every request."""
 
 import httpx
+import pytest
 from fastapi import FastAPI, Request
 
 from app.config import Settings
 from app.state import request_state
+
+pytestmark = pytest.mark.task("app-factory")
 
 
 async def test_live_returns_ok(client: httpx.AsyncClient) -> None:

@@ -18,7 +18,6 @@ async def get_request_settings(request: Request) -> Settings:
     return request_state(request)["settings"]
 
 
-# --8<-- [start:session]
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One database session per request, closed after the response.
 
@@ -28,9 +27,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """
     async with request_state(request)["sessionmaker"]() as session:
         yield session
-
-
-# --8<-- [end:session]
 
 
 async def get_password_hasher(request: Request) -> PasswordHasher:

@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 from app.repository import EmailTakenError, InvalidCursorError
 
 
-# --8<-- [start:validation]
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     error = cast(RequestValidationError, exc)
     # FastAPI's own handler quotes each bad value back ("input": ...): for a
@@ -19,9 +18,6 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for item in error.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=422)
-
-
-# --8<-- [end:validation]
 
 
 async def _email_taken(_request: Request, _exc: Exception) -> JSONResponse:

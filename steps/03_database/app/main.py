@@ -20,7 +20,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # One per app: it holds the Argon2id cost these settings chose.
     password_hasher = PasswordHasher(settings)
 
-    # --8<-- [start:lifespan]
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         """Open the shared clients at start-up, lend them to requests, close them at shutdown."""
@@ -38,8 +37,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "sessionmaker": create_sessionmaker(engine),
                 "password_hasher": password_hasher,
             }
-
-    # --8<-- [end:lifespan]
 
     app = FastAPI(
         title="Workshop user service",

@@ -36,7 +36,6 @@ _hashing_threads = ThreadPoolExecutor(
 )
 
 
-# --8<-- [start:hasher]
 class PasswordHasher:
     """Argon2id through pwdlib, run on worker threads so the event loop never waits for it."""
 
@@ -59,6 +58,3 @@ class PasswordHasher:
     async def hash(self, password: str) -> str:
         """Hash a password."""
         return await self._run(self._hash.hash, password)
-
-
-# --8<-- [end:hasher]

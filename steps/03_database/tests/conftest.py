@@ -24,10 +24,13 @@ from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
 
+import app as app_package
 from app.config import Settings
 from app.main import create_app
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The project under test (alembic.ini, migrations/), found from its package:
+# the learner check runs these tests against a learner's app/ elsewhere.
+PROJECT_DIR = Path(app_package.__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/workshop_03_database"
 
 
@@ -131,7 +134,6 @@ def database(settings: Settings) -> str:
     return settings.database_url
 
 
-# --8<-- [start:rollback]
 @pytest.fixture
 async def connection(database: str) -> AsyncIterator[AsyncConnection]:
     """One connection whose outer transaction is rolled back after the test."""
@@ -151,9 +153,6 @@ def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(
         bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
     )
-
-
-# --8<-- [end:rollback]
 
 
 # --- the app and its client ---------------------------------------------------------

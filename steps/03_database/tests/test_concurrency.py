@@ -2,6 +2,7 @@
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -9,11 +10,12 @@ from tests.conftest import delete_all_users, make_settings, open_client, wait_fo
 
 from app.main import create_app
 
+pytestmark = pytest.mark.task("users")
+
 SIGN_UPS = 20
 SPELLINGS = ["race@example.com", "RACE@example.com", "Race@Example.com", "race@EXAMPLE.COM"]
 
 
-# --8<-- [start:race]
 async def test_twenty_concurrent_sign_ups_for_one_email_create_exactly_one_user(
     database: str, observer: AsyncConnection
 ) -> None:
@@ -50,6 +52,3 @@ async def test_twenty_concurrent_sign_ups_for_one_email_create_exactly_one_user(
     finally:
         await locker.dispose()
         await delete_all_users(database)
-
-
-# --8<-- [end:race]

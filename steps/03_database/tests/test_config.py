@@ -16,11 +16,12 @@ from app.config import (
     load_settings,
 )
 
+pytestmark = pytest.mark.task("settings")
+
 PRODUCTION_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 TWO_ORIGINS = ["https://app.example.com", "http://localhost:3000"]
 
 
-# --8<-- [start:clean-environment]
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Start every test from no setting in the environment and no `.env` file."""
@@ -34,9 +35,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-# --8<-- [end:clean-environment]
 
 
 def error_line(**values: object) -> str:
@@ -59,6 +57,7 @@ def test_defaults_are_for_local_development() -> None:
     assert settings.trusted_hosts == ["localhost", "127.0.0.1", "test"]
 
 
+@pytest.mark.task("database-settings")
 def test_database_and_hashing_defaults_are_production_values() -> None:
     settings = Settings()
 
@@ -72,6 +71,7 @@ def test_database_and_hashing_defaults_are_production_values() -> None:
     assert settings.argon2_parallelism == 4
 
 
+@pytest.mark.task("database-settings")
 def test_database_settings_are_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -226,6 +226,18 @@ def test_redis_url_with_tls_is_accepted() -> None:
             "Setting TRUSTED_HOSTS has an invalid entry: each must be a host name, "
             "*.domain for its subdomains, or * for any host.",
         ),
+    ],
+)
+def test_invalid_value_gives_one_line_naming_the_setting(
+    values: dict[str, object], expected: str
+) -> None:
+    assert error_line(**values) == expected
+
+
+@pytest.mark.task("database-settings")
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
         (
             {"db_pool_size": "0"},
             "Setting DB_POOL_SIZE is not valid: input should be greater than or equal to 1.",
@@ -258,7 +270,7 @@ def test_redis_url_with_tls_is_accepted() -> None:
         ),
     ],
 )
-def test_invalid_value_gives_one_line_naming_the_setting(
+def test_invalid_database_or_hashing_value_gives_one_line_naming_the_setting(
     values: dict[str, object], expected: str
 ) -> None:
     assert error_line(**values) == expected

@@ -1,7 +1,8 @@
 """Middleware: request id, timing and security headers, CORS, trusted hosts, body limit."""
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import httpx
 import pytest
@@ -10,6 +11,8 @@ from fastapi import FastAPI, Request
 from app.config import Settings
 from app.main import create_app
 from app.middleware import DEFAULT_MAX_BODY_BYTES, request_id_var
+
+pytestmark = pytest.mark.task("middleware")
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -295,3 +298,20 @@ async def test_oversized_chunked_body_for_a_parsed_json_route_gets_413_not_400(
 
     assert_problem(response, 413)
     assert json_calls == []
+
+
+async def test_the_lifespan_passes_through_every_middleware(app: FastAPI) -> None:
+    # The client fixture starts the lifespan beside the middleware stack; a server
+    # such as uvicorn sends it through the stack, as this test does.
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return incoming.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -7,7 +7,6 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 
-# --8<-- [start:storable]
 def _storable(text: str) -> str:
     """Refuse text that PostgreSQL cannot store, before it reaches a query."""
     # PostgreSQL's text types cannot hold U+0000: the driver would fail the query (a 500).
@@ -27,7 +26,6 @@ def _storable(text: str) -> str:
 # last in an Annotated, after the length constraints.
 STORABLE = AfterValidator(_storable)
 StorableStr = Annotated[str, STORABLE]
-# --8<-- [end:storable]
 
 # Bounded on both sides and never truncated: a longer password is refused, not cut.
 Password = Annotated[str, Field(min_length=8, max_length=128), STORABLE]

@@ -22,7 +22,6 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-# --8<-- [start:ready]
 @router.get(
     "/ready",
     responses={503: {"description": "The database is not answering (`checks` says which)."}},
@@ -56,6 +55,3 @@ async def _check_database(engine: AsyncEngine, *, seconds: float) -> str:
         )
         return "unavailable"
     return "ok"
-
-
-# --8<-- [end:ready]

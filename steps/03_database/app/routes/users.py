@@ -14,7 +14,6 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 _NOT_FOUND = "No user with this id exists."
 
 
-# --8<-- [start:create]
 @router.post(
     "", status_code=status.HTTP_201_CREATED, responses={409: {"description": "Email taken."}}
 )
@@ -31,9 +30,6 @@ async def create_user(
     return UserPublic.model_validate(user)
 
 
-# --8<-- [end:create]
-
-
 @router.get("/{user_id}")
 async def read_user(user_id: uuid.UUID, session: SessionDep) -> UserPublic:
     """Read one user."""
@@ -43,7 +39,6 @@ async def read_user(user_id: uuid.UUID, session: SessionDep) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-# --8<-- [start:list]
 @router.get("")
 async def list_users(
     session: SessionDep,
@@ -53,9 +48,6 @@ async def list_users(
     """List users, oldest first, one page at a time."""
     users, next_cursor = await UserRepository(session).list_page(limit=limit, cursor=cursor)
     return UserPage(items=[UserPublic.model_validate(u) for u in users], next_cursor=next_cursor)
-
-
-# --8<-- [end:list]
 
 
 @router.patch("/{user_id}")

@@ -71,7 +71,6 @@ async def list_users(
 # --8<-- [end:list]
 
 
-# --8<-- [start:writes]
 @router.patch("/{user_id}")
 async def update_user(
     user_id: uuid.UUID, body: UserUpdate, session: SessionDep, request: Request
@@ -94,6 +93,3 @@ async def delete_user(user_id: uuid.UUID, session: SessionDep, request: Request)
     await session.commit()
     await invalidate_user(request, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-# --8<-- [end:writes]

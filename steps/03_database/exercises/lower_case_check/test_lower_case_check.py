@@ -1,8 +1,4 @@
-"""Exercise 2: the database itself refuses an email with capitals, from a new revision.
-
-Opt-in: run it by name, `pytest tests/exercise_lower_case_check.py`. It fails
-until the exercise is done.
-"""
+"""Exercise: the database itself refuses an email with capitals, from a new revision."""
 
 import asyncio
 

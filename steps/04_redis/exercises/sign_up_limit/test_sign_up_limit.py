@@ -1,8 +1,4 @@
-"""Exercise 2: sign-ups get a stricter limit of their own, SIGNUP_RATE_LIMIT, per client.
-
-Opt-in: run it by name, `pytest tests/exercise_sign_up_limit.py`. It fails
-until the exercise is done.
-"""
+"""Exercise: sign-ups get a stricter limit of their own, SIGNUP_RATE_LIMIT, per client."""
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +17,7 @@ def sign_up_body(n: int) -> dict[str, str]:
 
 
 async def test_the_sign_up_past_its_limit_gets_429_while_reads_go_on(
-    database: str, sessionmaker: async_sessionmaker[AsyncSession]
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     settings = make_settings(signup_rate_limit="2/minute", rate_limit="100/minute")
     async for client in open_client(create_app(settings), {"sessionmaker": sessionmaker}):
@@ -37,7 +33,7 @@ async def test_the_sign_up_past_its_limit_gets_429_while_reads_go_on(
 
 
 async def test_the_sign_up_limit_is_per_client(
-    database: str, sessionmaker: async_sessionmaker[AsyncSession]
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     settings = make_settings(signup_rate_limit="1/minute", trusted_proxies="127.0.0.1")
     async for client in open_client(create_app(settings), {"sessionmaker": sessionmaker}):

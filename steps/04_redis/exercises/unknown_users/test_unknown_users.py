@@ -1,8 +1,4 @@
-"""Exercise 1: a read of an id that names no user reaches PostgreSQL once, not every time.
-
-Opt-in: run it by name, `pytest tests/exercise_unknown_users.py`. It fails
-until the exercise is done.
-"""
+"""Exercise: a read of an id that names no user reaches PostgreSQL once, not every time."""
 
 import uuid
 from collections.abc import Callable, Iterator

@@ -1,8 +1,4 @@
-"""Exercise 3: a request that finds no free pooled connection in time gets 503, not 500.
-
-Opt-in: run it by name, `pytest tests/exercise_pool_timeout.py`. It fails
-until the exercise is done.
-"""
+"""Exercise: a request that finds no free pooled connection in time gets 503, not 500."""
 
 import asyncio
 import uuid

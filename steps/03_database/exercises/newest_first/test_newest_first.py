@@ -1,8 +1,4 @@
-"""Exercise 1: `GET /api/v1/users?order=newest` lists newest first, in stable pages.
-
-Opt-in: pytest collects `test_*.py` only, so run this by name,
-`pytest tests/exercise_newest_first.py`. It fails until the exercise is done.
-"""
+"""Exercise: `GET /api/v1/users?order=newest` lists newest first, in stable pages."""
 
 from typing import Any
 

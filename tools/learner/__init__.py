@@ -1,0 +1,1 @@
+"""The learner check: write a step yourself and have the step's own tests judge it."""
