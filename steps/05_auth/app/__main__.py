@@ -78,7 +78,6 @@ def _describe(error: ValidationError) -> str:
     return f"The {field} is not valid: {str(first['msg']).rstrip('.')}."
 
 
-# --8<-- [start:create_admin]
 async def create_admin(settings: Settings, email: str, password: str) -> bool:
     """Create the admin user, or promote the existing one; return whether it was created.
 
@@ -148,9 +147,6 @@ async def _forget_old_role(
             f"for up to {longest:g} seconds.",
             file=sys.stderr,
         )
-
-
-# --8<-- [end:create_admin]
 
 
 def _run_create_admin(settings: Settings, email: str) -> int:

@@ -113,7 +113,8 @@ class Settings(BaseSettings):
     # False: every user read goes to PostgreSQL.
     cache_enabled: bool = True
     # Also the longest a cached user can stay stale if an invalidation fails.
-    cache_ttl_seconds: float = Field(default=300.0, gt=0)
+    # At most a day: far beyond any sane choice, and within Redis's expiry range.
+    cache_ttl_seconds: float = Field(default=300.0, gt=0, le=86_400)
     # The per-client limit on the API.
     rate_limit: Annotated[RateLimit, NoDecode] = RateLimit.parse("100/minute")
     # Password checks per client and per account (login, and a password change's

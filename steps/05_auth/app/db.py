@@ -27,7 +27,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-# --8<-- [start:engine]
 def create_engine(settings: Settings) -> AsyncEngine:
     """Create the engine: a fixed-size pool with bounded waits at every step."""
     return create_async_engine(
@@ -53,9 +52,6 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
-
-
-# --8<-- [end:engine]
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

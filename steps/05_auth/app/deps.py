@@ -33,7 +33,6 @@ async def get_request_settings(request: Request) -> Settings:
     return request_state(request)["settings"]
 
 
-# --8<-- [start:session]
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One database session per request, closed after the response.
 
@@ -43,9 +42,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """
     async with request_state(request)["sessionmaker"]() as session:
         yield session
-
-
-# --8<-- [end:session]
 
 
 async def get_password_hasher(request: Request) -> PasswordHasher:
@@ -89,7 +85,6 @@ class AuthenticatedUser:
     record: UserRecord | None = None
 
 
-# --8<-- [start:authenticate]
 async def authenticate(request: Request, response: Response) -> AuthenticatedUser:
     """Authenticate the bearer token and count the request: the one place auth is decided.
 
@@ -190,7 +185,6 @@ class BearerTokenCheck(SecurityBase):
         return await authenticate(request, response)
 
 
-# --8<-- [end:authenticate]
 get_authenticated = BearerTokenCheck(oauth2_scheme)
 CurrentUser = Annotated[AuthenticatedUser, Depends(get_authenticated)]
 

@@ -10,7 +10,6 @@ from app.repository import EmailTakenError, InvalidCursorError
 from app.security import PasswordHashingBusyError
 
 
-# --8<-- [start:validation]
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     error = cast(RequestValidationError, exc)
     # FastAPI's own handler quotes each bad value back ("input": ...): for a
@@ -20,9 +19,6 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for item in error.errors()
     ]
     return JSONResponse({"detail": errors}, status_code=422)
-
-
-# --8<-- [end:validation]
 
 
 async def _email_taken(_request: Request, _exc: Exception) -> JSONResponse:

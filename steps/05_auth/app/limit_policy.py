@@ -126,7 +126,6 @@ async def enforce_api_limit(request: Request, response: Response) -> None:
 # --8<-- [end:api_limit]
 
 
-# --8<-- [start:login_limit]
 async def enforce_login_limit(request: Request, email: str) -> None:
     """Count a password check against its client and its account (LOGIN_RATE_LIMIT); 429 past it.
 
@@ -142,6 +141,3 @@ async def enforce_login_limit(request: Request, email: str) -> None:
     account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
     await _hit(limiter, "login", f"rl:login:ip:{client}", settings.login_rate_limit)
     await _hit(limiter, "login", f"rl:login:account:{account}", settings.login_rate_limit)
-
-
-# --8<-- [end:login_limit]

@@ -24,7 +24,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # limit on concurrent hashing that every route shares.
     password_hasher = PasswordHasher(settings)
 
-    # --8<-- [start:lifespan]
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         """Open the shared clients at start-up, lend them to requests, close them at shutdown."""
@@ -59,8 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "login_limiter": RedisRateLimiter(redis, fallback=LocalRateLimiter()),
                 "password_hasher": password_hasher,
             }
-
-    # --8<-- [end:lifespan]
 
     app = FastAPI(
         title="Workshop user service",

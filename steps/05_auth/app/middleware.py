@@ -55,7 +55,8 @@ class RequestIdMiddleware:
                 _response_headers(message)["X-Request-ID"] = request_id
             await send(message)
 
-        # Set in this task, so the route, its dependencies and the logs all see it.
+        # The route, its dependencies and the log lines read the id from here; the
+        # reset keeps it out of whatever this task runs after the request.
         token = request_id_var.set(request_id)
         try:
             await self.app(scope, receive, send_with_request_id)
@@ -211,7 +212,6 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-# --8<-- [start:install]
 def install_middleware(app: FastAPI, settings: Settings) -> None:
     """Wrap the app in its middleware, in the order the comments below explain."""
     # Each add_middleware call wraps everything added before it, so they are
@@ -238,6 +238,3 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(ServerTimingMiddleware)
     # 1. Outermost: every response from the stack carries the id.
     app.add_middleware(RequestIdMiddleware)
-
-
-# --8<-- [end:install]

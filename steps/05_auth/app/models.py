@@ -36,7 +36,6 @@ class User(Base):
 Index("uq_users_email_lower", func.lower(User.email), unique=True)
 
 
-# --8<-- [start:auth_session]
 class AuthSession(Base):
     """One login: the family of refresh tokens it rotates through, and its revocation."""
 
@@ -77,6 +76,3 @@ class SpentRefreshToken(Base):
     )
     # SHA-256 (hex) of the spent secret, as refresh_token_hash was while it was current.
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-
-
-# --8<-- [end:auth_session]

@@ -154,7 +154,6 @@ class UserRepository:
         last = rows[limit - 1]
         return rows[:limit], encode_cursor(last.created_at, last.id)
 
-    # --8<-- [start:if_password_unchanged]
     async def update(
         self, user_id: uuid.UUID, changes: dict[str, Any], *, if_password_hash: str | None = None
     ) -> UserRecord | None:
@@ -189,8 +188,6 @@ class UserRepository:
             .with_for_update(read=True)
         )
         return (await self.session.execute(statement)).first() is not None
-
-    # --8<-- [end:if_password_unchanged]
 
     async def lock_active_admin_ids(self) -> list[uuid.UUID]:
         """Lock the active admins' rows and return their ids (until the transaction ends).
@@ -250,7 +247,6 @@ class SessionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    # --8<-- [start:load_authenticated]
     async def load_authenticated(
         self, session_id: uuid.UUID, user_id: uuid.UUID
     ) -> LiveSession | None:
@@ -267,8 +263,6 @@ class SessionRepository:
         )
         row = (await self.session.execute(statement)).first()
         return None if row is None else LiveSession(_record(row[:-1]), row[-1])
-
-    # --8<-- [end:load_authenticated]
 
     async def create(
         self,
@@ -293,7 +287,6 @@ class SessionRepository:
         )
         return (await self.session.execute(statement)).scalar_one()
 
-    # --8<-- [start:rotate]
     async def rotate(self, session_id: uuid.UUID, old_hash: str, new_hash: str) -> uuid.UUID | None:
         """Swap the refresh-token hash if old_hash is the current one; return the user id.
 
@@ -334,8 +327,6 @@ class SessionRepository:
             .returning(AuthSession.id)
         )
         return (await self.session.execute(statement)).first() is not None
-
-    # --8<-- [end:rotate]
 
     async def revoke(self, session_id: uuid.UUID, *, user_id: uuid.UUID | None = None) -> bool:
         """Revoke one live session (only if it is user_id's, when given); return whether it was."""

@@ -15,7 +15,6 @@ from pydantic import (
 )
 
 
-# --8<-- [start:storable]
 def _storable(text: str) -> str:
     """Refuse text that PostgreSQL cannot store, before it reaches a query."""
     # PostgreSQL's text types cannot hold U+0000: the driver would fail the query (a 500).
@@ -35,7 +34,6 @@ def _storable(text: str) -> str:
 # last in an Annotated, after the length constraints.
 STORABLE = AfterValidator(_storable)
 StorableStr = Annotated[str, STORABLE]
-# --8<-- [end:storable]
 
 # Bounded on both sides and never truncated: a longer password is refused, not cut.
 Password = Annotated[str, Field(min_length=8, max_length=128), STORABLE]

@@ -52,7 +52,6 @@ _hashing_threads = ThreadPoolExecutor(
 )
 
 
-# --8<-- [start:hasher]
 class PasswordHasher:
     """Argon2id through pwdlib, run on worker threads, a few at a time, with a bounded queue."""
 
@@ -123,8 +122,6 @@ class PasswordHasher:
         await self._run(lambda: self._hash.verify(password, self._dummy_hash))
 
 
-# --8<-- [end:hasher]
-
 # --- access tokens (JWT) ---------------------------------------------------------
 
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 (a claim value, not a secret)
@@ -161,7 +158,6 @@ def create_access_token(settings: Settings, user_id: uuid.UUID, session_id: uuid
     )
 
 
-# --8<-- [start:decode]
 def decode_access_token(settings: Settings, token: str) -> AccessClaims | None:
     """Verify an access token; None for every way it can be bad (the caller answers one 401)."""
     try:
@@ -231,8 +227,6 @@ def _verify_signature_and_claims(
     )
 
 
-# --8<-- [end:decode]
-
 # --- refresh tokens (opaque) -----------------------------------------------------
 
 _REFRESH_SECRET_BYTES = 32
@@ -249,7 +243,6 @@ class RefreshToken:
         return f"{self.session_id}.{self.secret}"
 
 
-# --8<-- [start:refresh]
 def new_refresh_secret() -> str:
     """A fresh refresh-token secret: 256 random bits."""
     return secrets.token_urlsafe(_REFRESH_SECRET_BYTES)
@@ -274,6 +267,3 @@ def parse_refresh_token(token: str) -> RefreshToken | None:
         return RefreshToken(session_id=uuid.UUID(session_part), secret=secret)
     except ValueError:
         return None
-
-
-# --8<-- [end:refresh]

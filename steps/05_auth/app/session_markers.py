@@ -45,7 +45,6 @@ def marker_value(user_id: uuid.UUID, *, is_admin: bool) -> bytes:
 # in one script: one EVALSHA instead of three commands.
 # KEYS: [1] the rate-limit key, [2] the session marker, [3] the cached user.
 # ARGV: [1] the limit, [2] its period in microseconds.
-# --8<-- [start:script]
 FASTPATH_LUA = (
     GCRA_LUA
     + """
@@ -61,7 +60,6 @@ end
 return {limit[1], limit[2], limit[3], limit[4], marker, user}
 """
 )
-# --8<-- [end:script]
 # EVALSHA needs the script's SHA1; computed once, here, instead of per call.
 _FASTPATH_SHA = hashlib.sha1(FASTPATH_LUA.encode(), usedforsecurity=False).hexdigest()
 

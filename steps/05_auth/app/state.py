@@ -29,7 +29,6 @@ class State(TypedDict):
     password_hasher: PasswordHasher
 
 
-# --8<-- [start:accessor]
 def request_state(connection: HTTPConnection) -> State:
     """The lifespan's state as this request sees it, typed, so mypy checks every read.
 
@@ -38,6 +37,3 @@ def request_state(connection: HTTPConnection) -> State:
     This is the one place that tells the type checker what the dict holds.
     """
     return cast(State, connection.scope["state"])
-
-
-# --8<-- [end:accessor]

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 import pytest
 from blockbuster import BlockBuster, BlockingError, blockbuster_ctx
 
-# --8<-- [start:allowed]
 # (the file and functions where any blocking call is let through, why)
 ALLOWED: list[tuple[str, set[str], str]] = [
     (
@@ -29,7 +28,6 @@ ALLOWED: list[tuple[str, set[str], str]] = [
         " the revision files from disk there: a command-line tool, never the service.",
     ),
 ]
-# --8<-- [end:allowed]
 
 
 def allow_known_blocking(detector: BlockBuster) -> None:

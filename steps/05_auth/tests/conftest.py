@@ -148,7 +148,6 @@ def database(settings: Settings) -> str:
     return settings.database_url
 
 
-# --8<-- [start:rollback]
 @pytest.fixture
 async def connection(database: str) -> AsyncIterator[AsyncConnection]:
     """One connection whose outer transaction is rolled back after the test."""
@@ -168,9 +167,6 @@ def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession
     return async_sessionmaker(
         bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
     )
-
-
-# --8<-- [end:rollback]
 
 
 # --- the app and its client ---------------------------------------------------------

@@ -38,7 +38,6 @@ async def _login(client: httpx.AsyncClient) -> httpx.Response:
     )
 
 
-# --8<-- [start:burst]
 async def test_a_burst_of_logins_at_production_cost_leaves_the_loop_serving(
     database: str,
 ) -> None:
@@ -55,9 +54,6 @@ async def test_a_burst_of_logins_at_production_cost_leaves_the_loop_serving(
     assert lives == [200] * 5
     assert still_hashing > 0, "every login had finished before the health checks were answered"
     assert statuses == [200] * 20, statuses
-
-
-# --8<-- [end:burst]
 
 
 async def test_logins_beyond_hashing_capacity_get_503_with_retry_after(database: str) -> None:

@@ -151,7 +151,6 @@ def checked_against(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-# --8<-- [start:timing]
 async def test_every_failed_login_pays_for_a_check_at_the_current_parameters(
     client: httpx.AsyncClient,
     settings: Settings,
@@ -185,9 +184,6 @@ async def test_every_failed_login_pays_for_a_check_at_the_current_parameters(
     # accounts apart: its wrong password pays for the dummy check as well.
     assert paid["old@example.com"][0] != current, paid
     assert paid["old@example.com"][1:] == [current], paid
-
-
-# --8<-- [end:timing]
 
 
 async def test_auth_routes_send_no_server_timing(

@@ -204,7 +204,6 @@ async def test_an_expired_session_is_refused_for_access_and_for_refresh(
     assert_problem(await _refresh(client, pair["refresh_token"]), 401)
 
 
-# --8<-- [start:race]
 async def test_ten_concurrent_refreshes_with_one_token_give_one_pair_and_end_the_session(
     committing_client: httpx.AsyncClient, database: str
 ) -> None:
@@ -228,9 +227,6 @@ async def test_ten_concurrent_refreshes_with_one_token_give_one_pair_and_end_the
         assert not await _is_accepted(client, pair["access_token"])
     finally:
         await delete_all_users(database)
-
-
-# --8<-- [end:race]
 
 
 # --- revocation: the next request already fails -------------------------------------

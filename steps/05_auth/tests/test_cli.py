@@ -33,11 +33,16 @@ def run_app(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def shown_settings(stdout: str) -> dict[str, str]:
+    """Read the settings printout as {NAME: value}, whatever the column width."""
+    return dict(line.split(maxsplit=1) for line in stdout.splitlines())
+
+
 def test_prints_each_setting_on_its_own_line_with_the_secret_masked(tmp_path: Path) -> None:
     result = run_app(tmp_path, LOG_LEVEL="debug", CORS_ORIGINS="https://app.example.com")
 
     assert result.returncode == 0, result.stderr
-    lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
+    lines = shown_settings(result.stdout)
     assert list(lines) == [name.upper() for name in Settings.model_fields]
     assert lines["LOG_LEVEL"] == "DEBUG"
     assert lines["CORS_ORIGINS"] == "https://app.example.com"
@@ -59,8 +64,7 @@ def test_reads_the_env_file_in_the_working_directory(tmp_path: Path) -> None:
     result = run_app(tmp_path)
 
     assert result.returncode == 0, result.stderr
-    lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
-    assert lines["LOG_FORMAT"] == "console"
+    assert shown_settings(result.stdout)["LOG_FORMAT"] == "console"
 
 
 @pytest.mark.parametrize(

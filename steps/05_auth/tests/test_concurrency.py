@@ -13,7 +13,6 @@ SIGN_UPS = 20
 SPELLINGS = ["race@example.com", "RACE@example.com", "Race@Example.com", "race@EXAMPLE.COM"]
 
 
-# --8<-- [start:race]
 async def test_twenty_concurrent_sign_ups_for_one_email_create_exactly_one_user(
     database: str, observer: AsyncConnection
 ) -> None:
@@ -50,6 +49,3 @@ async def test_twenty_concurrent_sign_ups_for_one_email_create_exactly_one_user(
     finally:
         await locker.dispose()
         await delete_all_users(database)
-
-
-# --8<-- [end:race]

@@ -20,7 +20,6 @@ PRODUCTION_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 TWO_ORIGINS = ["https://app.example.com", "http://localhost:3000"]
 
 
-# --8<-- [start:clean-environment]
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Start every test from no setting in the environment and no `.env` file."""
@@ -34,9 +33,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-
-
-# --8<-- [end:clean-environment]
 
 
 def error_line(**values: object) -> str:
@@ -257,6 +253,11 @@ def test_redis_url_with_tls_is_accepted() -> None:
         (
             {"redis_socket_timeout_seconds": "0"},
             "Setting REDIS_SOCKET_TIMEOUT_SECONDS is not valid: input should be greater than 0.",
+        ),
+        (
+            # Past Redis's range of expiry times, every cache write would fail.
+            {"cache_ttl_seconds": "1e17"},
+            "Setting CACHE_TTL_SECONDS is not valid: input should be less than or equal to 86400.",
         ),
         (
             {"db_pool_size": "0"},

@@ -1,7 +1,8 @@
 """Middleware: request id, timing and security headers, CORS, trusted hosts, body limit."""
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import httpx
 import pytest
@@ -271,6 +272,21 @@ async def test_oversized_chunked_body_gets_413_without_reading_it_all(
     assert upload_calls == []
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_oversized_body_from_an_allowed_origin_gets_a_413_with_cors_headers(
+    client: httpx.AsyncClient, settings: Settings, upload_calls: list[int], chunked: bool
+) -> None:
+    allowed_origin = settings.cors_origins[0]
+    body = oversized_chunks() if chunked else b"x" * (DEFAULT_MAX_BODY_BYTES + 1)
+
+    response = await client.post("/test/upload", content=body, headers={"Origin": allowed_origin})
+
+    assert_problem(response, 413)
+    # Without it, the browser hands the page's script a network error instead of the 413.
+    assert response.headers["access-control-allow-origin"] == allowed_origin
+    assert upload_calls == []
+
+
 async def test_oversized_chunked_body_for_a_parsed_json_route_gets_413_not_400(
     client: httpx.AsyncClient, json_calls: list[dict[str, str]]
 ) -> None:
@@ -280,3 +296,20 @@ async def test_oversized_chunked_body_for_a_parsed_json_route_gets_413_not_400(
 
     assert_problem(response, 413)
     assert json_calls == []
+
+
+async def test_the_lifespan_passes_through_every_middleware(app: FastAPI) -> None:
+    # The client fixture starts the lifespan beside the middleware stack; a server
+    # such as uvicorn sends it through the stack, as this test does.
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return incoming.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -111,7 +111,6 @@ async def test_limit_defaults_to_50(client: httpx.AsyncClient, admin: dict[str, 
     assert response.json()["next_cursor"] is not None
 
 
-# --8<-- [start:stable]
 async def test_pages_stay_stable_while_users_sign_up_between_them(
     client: httpx.AsyncClient, admin: dict[str, Any]
 ) -> None:
@@ -133,9 +132,6 @@ async def test_pages_stay_stable_while_users_sign_up_between_them(
     assert cursor is None, "the walk did not end"
     assert len(seen) == len(set(seen)), "a user appeared on two pages"
     assert original <= set(seen), "a user who was there all along was skipped"
-
-
-# --8<-- [end:stable]
 
 
 async def test_pages_skip_nobody_when_a_listed_user_is_deleted_between_them(

@@ -91,7 +91,6 @@ async def test_a_second_read_is_answered_without_the_database(
     assert first.json()["full_name"] == "Ada"
 
 
-# --8<-- [start:stampede]
 async def test_fifty_concurrent_reads_of_a_cold_user_query_the_database_once(
     client: httpx.AsyncClient, user_queries: QueryCounter
 ) -> None:
@@ -106,9 +105,6 @@ async def test_fifty_concurrent_reads_of_a_cold_user_query_the_database_once(
     assert [r.status_code for r in responses] == [200] * 50, responses[0].text
     assert len({r.content for r in responses}) == 1
     assert user_queries(user_id) == before + 1
-
-
-# --8<-- [end:stampede]
 
 
 async def test_a_read_after_an_update_sees_the_update(client: httpx.AsyncClient) -> None:
@@ -164,7 +160,6 @@ async def test_with_the_cache_disabled_every_read_queries_the_database(
 # --- the stale write-back race ---------------------------------------------------------
 
 
-# --8<-- [start:race]
 async def test_a_read_that_queried_before_a_write_cannot_cache_the_old_row(
     app: FastAPI, database: str
 ) -> None:
@@ -212,6 +207,3 @@ async def test_a_read_that_queried_before_a_write_cannot_cache_the_old_row(
                 assert after.json()["full_name"] == "New"
     finally:
         await delete_all_users(database)
-
-
-# --8<-- [end:race]

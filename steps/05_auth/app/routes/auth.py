@@ -53,7 +53,6 @@ def _token_pair(settings: Settings, user_id: uuid.UUID, refresh_token: RefreshTo
     )
 
 
-# --8<-- [start:login]
 @router.post(
     "/token",
     responses={
@@ -126,10 +125,6 @@ async def login(
     return _token_pair(settings, user.id, RefreshToken(session_id, secret))
 
 
-# --8<-- [end:login]
-
-
-# --8<-- [start:refresh]
 @router.post("/refresh", responses=_UNAUTHORIZED, dependencies=_API_LIMIT)
 async def refresh(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep, request: Request
@@ -157,9 +152,6 @@ async def refresh(
         raise invalid_token()
     await session.commit()
     return _token_pair(settings, user_id, RefreshToken(presented.session_id, secret))
-
-
-# --8<-- [end:refresh]
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_UNAUTHORIZED)

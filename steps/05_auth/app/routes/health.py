@@ -25,7 +25,6 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-# --8<-- [start:ready]
 @router.get(
     "/ready",
     responses={503: {"description": "The database is not answering (`checks` says which)."}},
@@ -75,6 +74,3 @@ async def _check_redis(request: Request, *, seconds: float) -> str:
         _redis_log.warning("Readiness check: Redis unavailable", exc)
         return "unavailable"
     return "ok"
-
-
-# --8<-- [end:ready]

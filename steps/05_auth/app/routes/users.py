@@ -29,7 +29,6 @@ _DELETED_SINCE_TOKEN_CHECK: _Responses = {404: {"description": "The account was 
 _LAST_ADMIN: _Responses = {409: {"description": "This is the last active administrator."}}
 
 
-# --8<-- [start:last_admin]
 async def _refuse_removing_last_admin(users: UserRepository, target_id: uuid.UUID) -> None:
     """Raise 409 if the target is the only active admin: nobody could administer the service after.
 
@@ -40,9 +39,6 @@ async def _refuse_removing_last_admin(users: UserRepository, target_id: uuid.UUI
     """
     if await users.lock_active_admin_ids() == [target_id]:
         raise HTTPException(409, "This is the last active administrator; make another one first.")
-
-
-# --8<-- [end:last_admin]
 
 
 # --8<-- [start:create]
@@ -69,7 +65,6 @@ async def create_user(
 # --8<-- [end:create]
 
 
-# --8<-- [start:read_me]
 @router.get("/me", response_model=UserPublic, responses=_DELETED_SINCE_TOKEN_CHECK)
 async def read_me(caller: CurrentUser, request: Request, response: Response) -> Response:
     """Read the authenticated user."""
@@ -81,14 +76,10 @@ async def read_me(caller: CurrentUser, request: Request, response: Response) -> 
     return json_response(body, response)
 
 
-# --8<-- [end:read_me]
-
-
 def _wrong_current_password() -> HTTPException:
     return HTTPException(403, "The current password is not correct.")
 
 
-# --8<-- [start:update_me]
 @router.patch(
     "/me",
     responses={
@@ -149,9 +140,6 @@ async def update_me(
     await invalidate_user(request, user.id)
     await forget_session_markers(request, ended_sessions)
     return UserPublic.model_validate(updated)
-
-
-# --8<-- [end:update_me]
 
 
 # --8<-- [start:read_user]
