@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.task("bad-input")
+
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
 MEGABYTE_TEXT = "x" * 1_000_000  # under the 1 MiB body limit, so validation must refuse it

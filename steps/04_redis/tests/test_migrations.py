@@ -6,12 +6,15 @@ import subprocess
 import sys
 
 import asyncpg
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from tests.conftest import PROJECT_DIR, alembic_config, recreate_database
 
 from app.config import Settings
+
+pytestmark = pytest.mark.task("migrations")
 
 
 def database_of_its_own(url: str, suffix: str) -> str:

@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+pytestmark = pytest.mark.task("pagination")
+
 USERS = "/api/v1/users"
 SortKey = tuple[datetime, uuid.UUID]
 

@@ -13,6 +13,8 @@ from tests.conftest import delete_all_users, make_settings, open_client
 
 from app.main import create_app
 
+pytestmark = pytest.mark.task("users")
+
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
 PUBLIC_FIELDS = {"id", "email", "full_name", "is_active", "is_admin", "created_at", "updated_at"}
