@@ -18,7 +18,7 @@ PRODUCTION_ARGON2 = {"argon2_time_cost": 3, "argon2_memory_kib": 65_536, "argon2
 
 # Each test asks for `redis` only to start on a flushed Redis database: the login
 # limit counts per client address, and every test's client is 127.0.0.1.
-pytestmark = pytest.mark.usefixtures("redis")
+pytestmark = [pytest.mark.task("hashing"), pytest.mark.usefixtures("redis")]
 
 
 @asynccontextmanager

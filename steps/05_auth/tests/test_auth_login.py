@@ -13,6 +13,8 @@ from tests.conftest import PASSWORD, UserFactory, bearer, make_settings, open_cl
 from app.config import Settings
 from app.main import create_app
 
+pytestmark = pytest.mark.task("tokens")
+
 TOKEN = "/api/v1/auth/token"
 BAD_CREDENTIALS = {"detail": "The email or password is not correct."}
 

@@ -6,6 +6,8 @@ import httpx
 import pytest
 from tests.conftest import HeadersFactory, LoginFactory, UserFactory, bearer
 
+pytestmark = pytest.mark.task("access-rules")
+
 
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     """The status, with a sentence for a detail; a 401 with its Bearer challenge."""

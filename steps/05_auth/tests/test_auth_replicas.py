@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -13,6 +14,8 @@ from tests.conftest import PASSWORD, bearer, delete_all_users, log_in, open_clie
 
 from app.config import Settings
 from app.main import create_app
+
+pytestmark = pytest.mark.task("sessions")
 
 ME = "/api/v1/users/me"
 

@@ -20,6 +20,8 @@ from tests.conftest import (
     sign_up,
 )
 
+pytestmark = pytest.mark.task("sessions")
+
 AUTH = "/api/v1/auth"
 ME = "/api/v1/users/me"
 

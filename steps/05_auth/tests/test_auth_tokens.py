@@ -27,6 +27,8 @@ from tests.conftest import (
 from app.config import Settings
 from app.main import create_app
 
+pytestmark = pytest.mark.task("tokens")
+
 ME = "/api/v1/users/me"
 INVALID_TOKEN_CHALLENGE = 'Bearer error="invalid_token"'
 INVALID_TOKEN = {"detail": "The bearer token is invalid, expired or revoked."}

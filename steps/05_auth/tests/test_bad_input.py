@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.conftest import bearer, log_in, promote, sign_up
 
+pytestmark = pytest.mark.task("bad-input")
+
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
 MEGABYTE_TEXT = "x" * 1_000_000  # under the 1 MiB body limit, so validation must refuse it

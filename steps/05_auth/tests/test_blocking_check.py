@@ -7,6 +7,8 @@ import pytest
 from blockbuster import BlockingError
 from fastapi import FastAPI
 
+pytestmark = pytest.mark.task("app-factory")
+
 
 async def test_a_route_that_sleeps_on_the_loop_fails(
     app: FastAPI, client: httpx.AsyncClient

@@ -2,12 +2,15 @@
 
 import asyncio
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 from tests.conftest import delete_all_users, make_settings, open_client, wait_for_lock_waits
 
 from app.main import create_app
+
+pytestmark = pytest.mark.task("users")
 
 SIGN_UPS = 20
 SPELLINGS = ["race@example.com", "RACE@example.com", "Race@Example.com", "race@EXAMPLE.COM"]

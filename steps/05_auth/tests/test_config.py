@@ -16,6 +16,8 @@ from app.config import (
     load_settings,
 )
 
+pytestmark = pytest.mark.task("settings")
+
 PRODUCTION_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 TWO_ORIGINS = ["https://app.example.com", "http://localhost:3000"]
 
@@ -55,6 +57,7 @@ def test_defaults_are_for_local_development() -> None:
     assert settings.trusted_hosts == ["localhost", "127.0.0.1", "test"]
 
 
+@pytest.mark.task("database-settings")
 def test_database_and_hashing_defaults_are_production_values() -> None:
     settings = Settings()
 
@@ -68,6 +71,7 @@ def test_database_and_hashing_defaults_are_production_values() -> None:
     assert settings.argon2_parallelism == 4
 
 
+@pytest.mark.task("database-settings")
 def test_database_settings_are_read_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -172,6 +176,7 @@ def test_trusted_hosts_accept_comma_separated_and_json_lists(
     assert Settings().trusted_hosts == expected
 
 
+@pytest.mark.task("rate-limit")
 def test_rate_limit_and_trusted_proxies_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RATE_LIMIT", " 20 / second ")
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::1")
@@ -235,6 +240,18 @@ def test_redis_url_with_tls_is_accepted() -> None:
             "Setting TRUSTED_HOSTS has an invalid entry: each must be a host name, "
             "*.domain for its subdomains, or * for any host.",
         ),
+    ],
+)
+def test_invalid_value_gives_one_line_naming_the_setting(
+    values: dict[str, object], expected: str
+) -> None:
+    assert error_line(**values) == expected
+
+
+@pytest.mark.task("database-settings")
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
         (
             {"rate_limit": "100 per minute"},
             "Setting RATE_LIMIT is not a rate: it must look like 5/minute: a positive "
@@ -291,7 +308,7 @@ def test_redis_url_with_tls_is_accepted() -> None:
         ),
     ],
 )
-def test_invalid_value_gives_one_line_naming_the_setting(
+def test_invalid_database_or_hashing_value_gives_one_line_naming_the_setting(
     values: dict[str, object], expected: str
 ) -> None:
     assert error_line(**values) == expected

@@ -15,6 +15,8 @@ from sqlalchemy.pool import NullPool
 from tests.conftest import PROJECT_DIR
 from tests.redis_fixtures import redis_url
 
+pytestmark = pytest.mark.task("create-admin")
+
 EMAIL = "cli-admin@example.com"
 PASSWORD = "long enough pw"
 

@@ -16,6 +16,8 @@ from app.config import Settings
 from app.main import create_app
 from app.state import request_state
 
+pytestmark = pytest.mark.task("app-factory")
+
 
 async def test_live_returns_ok(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/live")
@@ -47,6 +49,7 @@ async def test_otel_hooks_are_off(app: FastAPI) -> None:
     assert (telemetry["tracing"], telemetry["metrics"], telemetry["logs"]) == (False, False, False)
 
 
+@pytest.mark.task("redis-client")
 async def test_ready_with_the_database_up_returns_ok(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
 
@@ -80,6 +83,7 @@ async def silent_database_url() -> AsyncIterator[str]:
     await server.wait_closed()
 
 
+@pytest.mark.task("redis-client")
 @pytest.mark.usefixtures("redis")
 async def test_ready_with_the_database_port_closed_returns_503_and_live_stays_200() -> None:
     # The lifespan opens no connection, so the app starts while the database is down.
@@ -95,6 +99,7 @@ async def test_ready_with_the_database_port_closed_returns_503_and_live_stays_20
     assert live.status_code == 200, live.text
 
 
+@pytest.mark.task("redis-client")
 @pytest.mark.usefixtures("redis")
 async def test_ready_gives_up_on_a_database_that_never_answers_after_its_timeout(
     silent_database_url: str,
@@ -120,6 +125,7 @@ async def test_ready_gives_up_on_a_database_that_never_answers_after_its_timeout
     assert live.status_code == 200, live.text
 
 
+@pytest.mark.task("redis-client")
 async def test_shutdown_closes_the_pooled_connections(database: str) -> None:
     app = create_app(make_settings(database_url=database))
     async for client in open_client(app):

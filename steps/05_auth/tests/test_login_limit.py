@@ -15,7 +15,7 @@ from app.config import Settings
 from app.main import create_app
 
 # Every test starts from a flushed Redis: no count leaks in from another test.
-pytestmark = pytest.mark.usefixtures("redis")
+pytestmark = [pytest.mark.task("login-limit"), pytest.mark.usefixtures("redis")]
 
 TOKEN = "/api/v1/auth/token"
 WRONG_PASSWORD = "not the password"

@@ -12,6 +12,8 @@ from app.config import Settings
 from app.main import create_app
 from app.middleware import DEFAULT_MAX_BODY_BYTES, request_id_var
 
+pytestmark = pytest.mark.task("middleware")
+
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 
 

@@ -6,12 +6,15 @@ import subprocess
 import sys
 
 import asyncpg
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from tests.conftest import PROJECT_DIR, alembic_config, recreate_database
 
 from app.config import Settings
+
+pytestmark = pytest.mark.task("migrations")
 
 
 def database_of_its_own(url: str, suffix: str) -> str:
@@ -106,6 +109,7 @@ def test_the_alembic_command_migrates_the_database_in_database_url(database: str
     )
 
 
+@pytest.mark.task("sessions-table")
 def test_the_sessions_revision_follows_the_users_revision(database: str) -> None:
     # Shipped revisions are history: this step adds 0002 on top of 0001, unchanged.
     script = ScriptDirectory.from_config(alembic_config(database))

@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tests.conftest import bearer, log_in, promote
 
+pytestmark = pytest.mark.task("pagination")
+
 USERS = "/api/v1/users"
 SortKey = tuple[datetime, uuid.UUID]
 

@@ -20,7 +20,7 @@ USERS = "/api/v1/users"
 UNKNOWN = f"{USERS}/{uuid.uuid4()}"
 
 # Every test starts from a flushed Redis: no count leaks in from another test.
-pytestmark = pytest.mark.usefixtures("redis")
+pytestmark = [pytest.mark.task("rate-limit"), pytest.mark.usefixtures("redis")]
 
 
 @asynccontextmanager

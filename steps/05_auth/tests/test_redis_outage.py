@@ -19,6 +19,8 @@ PASSWORD = "correct horse battery"
 # Short, so each call to a frozen Redis gives up quickly; long enough for a busy machine.
 FAULT_TIMEOUT = 0.3
 
+pytestmark = pytest.mark.task("outage")
+
 QueryCounter = Callable[[], int]
 
 

@@ -25,6 +25,8 @@ from app.main import create_app
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
 
+pytestmark = pytest.mark.task("cache")
+
 QueryCounter = Callable[[str], int]
 
 

@@ -13,6 +13,8 @@ from tests.conftest import bearer, delete_all_users, log_in, make_settings, open
 
 from app.main import create_app
 
+pytestmark = pytest.mark.task("users")
+
 USERS = "/api/v1/users"
 PASSWORD = "correct horse battery"
 PUBLIC_FIELDS = {"id", "email", "full_name", "is_active", "is_admin", "created_at", "updated_at"}
