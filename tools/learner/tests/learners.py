@@ -11,7 +11,8 @@ from pathlib import Path
 from tools.learner.cli import Workshop, main
 
 ROOT = Path(__file__).resolve().parents[3]
-STEPS = ["01_config", "02_app", "03_database"]
+# Every step there is, so that what a learner is told after a pass is what they would see.
+STEPS = sorted(path.name for path in (ROOT / "steps").iterdir() if (path / "learn.toml").is_file())
 # LEARNER_UPDATE_GOLDEN=1 rewrites the golden files (and the docs' transcripts) from this run.
 UPDATE_GOLDEN = os.environ.get("LEARNER_UPDATE_GOLDEN") == "1"
 
