@@ -1,12 +1,15 @@
 """Middleware: request id, timing and security headers, CORS, trusted hosts, body limit."""
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+from starlette.types import Receive, Scope, Send
 
 from app.config import Settings
 from app.main import create_app
@@ -60,6 +63,8 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
     assert problem["status"] == status
     assert set(problem) == {"type", "title", "status", "detail", "instance", "request_id"}
     assert problem["request_id"] == response.headers["x-request-id"]
+    # The length is declared, and right: a client reads exactly the body, no more.
+    assert response.headers["content-length"] == str(len(response.content))
     return problem
 
 
@@ -128,6 +133,48 @@ async def test_response_carries_server_timing(client: httpx.AsyncClient) -> None
     response = await client.get("/health/live")
 
     assert re.fullmatch(r"app;dur=\d+\.\d", response.headers["server-timing"])
+
+
+async def test_server_timing_is_the_time_the_app_took_in_milliseconds(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    @app.get("/test/slow")
+    async def slow() -> dict[str, bool]:
+        """Take at least 50 ms before answering."""
+        await asyncio.sleep(0.05)
+        return {"slow": True}
+
+    started = time.perf_counter()
+    response = await client.get("/test/slow")
+    client_ms = (time.perf_counter() - started) * 1000
+
+    duration = float(response.headers["server-timing"].removeprefix("app;dur="))
+    # Bounds, not a speed test: the route slept 50 ms, and the app's time is
+    # part of the time the client waited (plus the header's rounding).
+    assert 50 <= duration <= client_ms + 0.05
+
+
+async def test_a_response_started_without_a_headers_list_gets_the_headers(
+    settings: Settings,
+) -> None:
+    async def bare_asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer as the ASGI spec allows: a response start with no "headers" key."""
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"bare"})
+
+    # Without CORS, whose own wrapper would add the list before ours see the message.
+    app = create_app(settings.model_copy(update={"cors_origins": []}))
+    app.mount("/test/bare", bare_asgi_app)
+    # The bare app reads no state: no lifespan is needed.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/test/bare/", headers={"X-Request-ID": "bare-1"})
+
+    assert response.status_code == 200, response.text
+    assert response.text == "bare"
+    assert response.headers["x-request-id"] == "bare-1"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["server-timing"].startswith("app;dur=")
 
 
 async def test_response_carries_security_headers(client: httpx.AsyncClient) -> None:
@@ -217,6 +264,56 @@ async def test_simple_cross_origin_request_exposes_the_request_id(
     assert "X-Request-ID" in response.headers["access-control-expose-headers"]
 
 
+async def preflight(client: httpx.AsyncClient, origin: str, method: str) -> httpx.Response:
+    """Ask, as a browser does before a cross-origin request, whether `method` is allowed."""
+    return await client.options(
+        "/health/live",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization, content-type, x-request-id",
+        },
+    )
+
+
+def header_list(value: str) -> set[str]:
+    """Read a comma-separated header value as a set of lower-case names."""
+    return {item.strip().lower() for item in value.split(",")}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PATCH", "DELETE"])
+async def test_cors_preflight_allows_the_api_methods_and_headers(
+    client: httpx.AsyncClient, settings: Settings, method: str
+) -> None:
+    response = await preflight(client, settings.cors_origins[0], method)
+
+    assert response.status_code == 200, response.text
+    allowed = response.headers["access-control-allow-methods"]
+    assert {item.strip() for item in allowed.split(",")} == {"GET", "POST", "PATCH", "DELETE"}
+    assert {"authorization", "content-type", "x-request-id"} <= header_list(
+        response.headers["access-control-allow-headers"]
+    )
+
+
+@pytest.mark.parametrize("method", ["PUT", "TRACE"])
+async def test_cors_preflight_refuses_methods_the_api_does_not_offer(
+    client: httpx.AsyncClient, settings: Settings, method: str
+) -> None:
+    response = await preflight(client, settings.cors_origins[0], method)
+
+    assert response.status_code == 400, response.text
+
+
+async def test_simple_cross_origin_request_exposes_retry_after(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # A browser script must be able to read how long to wait after a 429 or 503.
+    response = await client.get("/health/live", headers={"Origin": settings.cors_origins[0]})
+
+    exposed = header_list(response.headers["access-control-expose-headers"])
+    assert {"x-request-id", "retry-after"} <= exposed
+
+
 async def test_wrong_host_is_refused_with_400(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/live", headers={"Host": "attacker.example"})
 
@@ -249,6 +346,24 @@ async def test_oversized_body_with_content_length_gets_413_before_the_route_runs
     assert upload_calls == []
     # The unread rest of the body is still on the wire: the connection must not be reused.
     assert response.headers["connection"] == "close"
+
+
+async def test_oversized_body_with_content_length_is_refused_before_the_route_starts(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    started: list[str] = []
+
+    @app.post("/test/started")
+    async def record_start(request: Request) -> dict[str, int]:
+        """Note that the route ran, then read the body."""
+        started.append(request.url.path)
+        return {"bytes": len(await request.body())}
+
+    response = await client.post("/test/started", content=b"x" * (DEFAULT_MAX_BODY_BYTES + 1))
+
+    assert_problem(response, 413)
+    # The declared length alone decides: the route never runs, not even to be cut off.
+    assert started == []
 
 
 async def test_oversized_chunked_body_gets_413_without_reading_it_all(

@@ -39,8 +39,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 def error_line(**values: object) -> str:
     """Return the one-line message for settings that must fail validation."""
+    return error_line_for(values)
+
+
+def error_line_for(data: object) -> str:
+    """Return the message for input that is not settings at all."""
     with pytest.raises(ValidationError) as caught:
-        Settings.model_validate(values)
+        Settings.model_validate(data)
     return describe_validation_error(caught.value)
 
 
@@ -319,6 +324,16 @@ def test_each_bad_setting_gets_its_own_line() -> None:
     lines = error_line(log_level="LOUD", redis_url="http://x").splitlines()
 
     assert [line.split()[1] for line in lines] == ["REDIS_URL", "LOG_LEVEL"]
+    # Each line is the same one the setting gets on its own: nothing between them.
+    assert lines == [error_line(redis_url="http://x"), error_line(log_level="LOUD")]
+
+
+def test_an_error_naming_no_setting_still_gets_one_line() -> None:
+    # Not a mapping at all: pydantic's error has no setting's name to report.
+    line = error_line_for("not a mapping of settings")
+
+    assert line.startswith("Setting ")
+    assert line.count("\n") == 0
 
 
 def test_secret_never_appears_in_repr_str_or_json() -> None:
