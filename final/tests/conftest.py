@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -38,6 +39,14 @@ from app.security import (
 
 # Redis fixtures live in their own module; registered here for every test.
 pytest_plugins = ["tests.redis_fixtures"]
+
+# Property tests run the same examples on every run and machine (derandomize), a
+# bounded number of them, with no per-example deadline a busy machine could
+# miss, and write no example database into the project.
+hypothesis_settings.register_profile(
+    "workshop", derandomize=True, max_examples=200, deadline=None, database=None
+)
+hypothesis_settings.load_profile("workshop")
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/workshop_final_test"
