@@ -28,7 +28,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind() -> Iterator[None]:
-    """After the whole run, fail if any uvicorn or redis-server the suite started still runs."""
+    """After the whole run, fail if a process the suite started (uvicorn, redis, pgbouncer) runs."""
     yield
     leftovers = [owned for owned in STARTED if owned.is_alive()]
     for owned in leftovers:

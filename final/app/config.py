@@ -96,8 +96,15 @@ class Settings(BaseSettings):
     # queueing it for SQLAlchemy's default 30 s.
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    # PostgreSQL cancels any statement running longer than this.
+    # PostgreSQL cancels any statement running longer than this. Behind
+    # PgBouncer it is not sent (PgBouncer refuses the start-up parameter):
+    # set it on the server then, `ALTER DATABASE ... SET statement_timeout`.
     db_statement_timeout_ms: int = Field(default=5000, ge=1)
+    # True when DATABASE_URL points at PgBouncer in transaction mode (or any
+    # pooler that hands each transaction a different server connection): a
+    # prepared statement cached on one server connection "does not exist" on
+    # the next, so the engine caches none and names each one uniquely.
+    db_behind_pgbouncer: bool = False
     # Statements slower than this are logged with their duration (0: every one).
     slow_query_ms: int = Field(default=200, ge=0)
     # Short: a load balancer asks often, and a hung database must read as "not ready".

@@ -2,6 +2,7 @@
 
 import logging
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy import MetaData, event
@@ -17,6 +18,8 @@ from sqlalchemy.orm import DeclarativeBase
 from app.config import Settings
 
 logger = logging.getLogger("app.db")
+# Every pooled connection says who it is in pg_stat_activity.
+APPLICATION_NAME = "workshop-final"
 
 # Deterministic constraint names, so Alembic can find (and drop) them by name.
 NAMING_CONVENTION = {
@@ -50,18 +53,39 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # An error's text (and so a 500's traceback in the log) would otherwise
         # end with the statement's parameters: emails and password hashes.
         hide_parameters=True,
-        connect_args={
-            "timeout": settings.db_connect_timeout_seconds,
-            # Enforced by the server, so a runaway query cannot hold a pooled
-            # connection for longer than this, whatever the client does.
-            "server_settings": {
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "application_name": "workshop-final",
-            },
-        },
+        connect_args=_connect_args(settings),
     )
     _log_slow_statements(engine, settings.slow_query_ms)
     return engine
+
+
+def _connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's connection arguments; behind PgBouncer, no statement kept between transactions."""
+    args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_seconds,
+        "server_settings": {"application_name": APPLICATION_NAME},
+    }
+    if not settings.db_behind_pgbouncer:
+        # Enforced by the server, so a runaway query cannot hold a pooled
+        # connection for longer than this, whatever the client does.
+        args["server_settings"]["statement_timeout"] = str(settings.db_statement_timeout_ms)
+        return args
+    # PgBouncer refuses statement_timeout as a start-up parameter (it is set on
+    # the database instead). In transaction mode each transaction may run on
+    # another server connection: a statement prepared and cached on one is
+    # missing on the next ("prepared statement ... does not exist"), and
+    # asyncpg's numbered names collide between clients ("... already exists").
+    args.update(
+        statement_cache_size=0,
+        prepared_statement_cache_size=0,
+        prepared_statement_name_func=_unique_statement_name,
+    )
+    return args
+
+
+def _unique_statement_name() -> str:
+    """A prepared statement name no other client of the same server connection uses."""
+    return f"__asyncpg_{uuid.uuid4()}__"
 
 
 # --8<-- [end:engine]

@@ -3,6 +3,7 @@
 from collections.abc import Mapping
 from pathlib import Path
 
+from harness.pgbouncer import PgBouncer
 from harness.redis_server import RedisServer
 from harness.service import Service, service_environment, start_service
 
@@ -17,6 +18,7 @@ class Launcher:
         self.test = test
         self.services: list[Service] = []
         self.redis_servers: list[RedisServer] = []
+        self.poolers: list[PgBouncer] = []
 
     async def redis(self, name: str = "redis") -> RedisServer:
         """A dedicated, running redis-server on its own port."""
@@ -24,6 +26,21 @@ class Launcher:
         self.redis_servers.append(server)
         await server.start()
         return server
+
+    async def pgbouncer(self, binary: str, name: str = "pgbouncer") -> PgBouncer:
+        """A running PgBouncer in transaction mode in front of the suite's database."""
+        directory = self.log_dir / f"{self.test}-{name}"
+        directory.mkdir()
+        pooler = PgBouncer(
+            binary=binary,
+            directory=directory,
+            log_dir=self.log_dir,
+            name=f"{self.test}-{name}",
+            server_url=self.db_url,
+        )
+        self.poolers.append(pooler)
+        await pooler.start()
+        return pooler
 
     async def service(
         self,
@@ -44,14 +61,17 @@ class Launcher:
         return service
 
     async def close(self, *, show_logs: bool) -> None:
-        """Stop every service, then every Redis server; print their logs if the test failed."""
+        """Stop every service, then the servers behind them; print their logs if the test failed."""
         for service in self.services:
             await service.stop()
         for server in self.redis_servers:
             await server.stop()
+        for pooler in self.poolers:
+            await pooler.stop()
         if show_logs:
+            backing = [*self.redis_servers, *self.poolers]
             for owned in [s.owned for s in self.services] + [
-                r.owned for r in self.redis_servers if r.owned is not None
+                b.owned for b in backing if b.owned is not None
             ]:
                 print(f"----- {owned.name} (exit {owned.process.returncode}) -----")
                 print(owned.log_tail())

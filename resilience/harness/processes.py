@@ -1,4 +1,4 @@
-"""Start, track and stop the processes the suite owns (uvicorn, redis-server)."""
+"""Start, track and stop the processes the suite owns (uvicorn, redis-server, pgbouncer)."""
 
 import asyncio
 import contextlib
