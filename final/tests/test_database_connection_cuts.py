@@ -16,7 +16,6 @@ not), and a client retrying the same PATCH is safe.
 """
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,24 +25,15 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
-from tests.conftest import PASSWORD, assert_problem, bearer, open_client
-from tests.lock_holder import delete_users, execute_committed, lock_holder
+from tests.conftest import assert_problem, open_client, sign_up_and_log_in
+from tests.lock_holder import execute_committed, lock_holder
 
-USERS = "/api/v1/users"
-ME = f"{USERS}/me"
+ME = "/api/v1/users/me"
 UNAVAILABLE = "The database is unavailable; try again shortly."
 # The advisory lock the deferred trigger waits for; any number no other test takes.
 COMMIT_GATE = 7_000_417
 # Only an update to this name fires the trigger: no other write of the suite waits on it.
 GATED_NAME = "Held at commit"
-
-
-@pytest.fixture
-async def email(database: str) -> AsyncIterator[str]:
-    """A fresh email for a user the test signs up (committed); deleted after the test."""
-    address = f"cut-{uuid.uuid4().hex[:12]}@example.com"
-    yield address
-    await delete_users(database, address)
 
 
 @pytest.fixture
@@ -73,15 +63,6 @@ async def commit_gate(database: str) -> AsyncIterator[None]:
     finally:
         await execute_committed(database, "DROP TRIGGER test_commit_gate ON users")
         await execute_committed(database, "DROP FUNCTION test_wait_for_commit_gate()")
-
-
-async def sign_up(client: httpx.AsyncClient, email: str) -> tuple[str, dict[str, str]]:
-    """Sign up and log in (both committed); return the user's id and bearer header."""
-    signup = await client.post(USERS, json={"email": email, "password": PASSWORD})
-    assert signup.status_code == 201, signup.text
-    login = await client.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    return signup.json()["id"], bearer(login.json()["access_token"])
 
 
 async def committed_full_name(database: str, user_id: str) -> str | None:
@@ -158,11 +139,11 @@ async def patch_name_cut_there(
 @pytest.mark.parametrize("cut", CUTS)
 @pytest.mark.usefixtures("commit_gate")
 async def test_a_request_cut_mid_request_answers_503_writes_nothing_and_the_next_is_served(
-    app: FastAPI, database: str, email: str, cut: Cut
+    app: FastAPI, database: str, committed_email: str, cut: Cut
 ) -> None:
     async for client in open_client(app):
-        user_id, headers = await sign_up(client, email)
-        answer = await patch_name_cut_there(client, database, email, headers, cut)
+        user_id, headers = await sign_up_and_log_in(client, committed_email)
+        answer = await patch_name_cut_there(client, database, committed_email, headers, cut)
         # Never a 2xx for a write that did not commit: each cut comes before the commit record.
         body = assert_problem(answer, 503)
         assert body["detail"] == UNAVAILABLE
