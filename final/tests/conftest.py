@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
+from tests.lock_holder import delete_users
 
 from app.config import Settings, load_settings
 from app.main import create_app
@@ -328,3 +330,20 @@ def auth_headers(token_pair: TokenFactory) -> HeadersFactory:
 def bearer(access_token: str) -> dict[str, str]:
     """The Authorization header carrying an access token."""
     return {"Authorization": f"Bearer {access_token}"}
+
+
+@pytest.fixture
+async def committed_email(database: str) -> AsyncIterator[str]:
+    """A fresh email for a user signed up through the committing pool; deleted after the test."""
+    address = f"committed-{uuid.uuid4().hex[:12]}@example.com"
+    yield address
+    await delete_users(database, address)
+
+
+async def sign_up_and_log_in(client: httpx.AsyncClient, email: str) -> tuple[str, dict[str, str]]:
+    """Sign up and log in through the API; return the user's id and Authorization header."""
+    signup = await client.post("/api/v1/users", json={"email": email, "password": PASSWORD})
+    assert signup.status_code == 201, signup.text
+    login = await client.post("/api/v1/auth/token", data={"username": email, "password": PASSWORD})
+    assert login.status_code == 200, login.text
+    return signup.json()["id"], bearer(login.json()["access_token"])
