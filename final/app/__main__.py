@@ -1,14 +1,15 @@
-"""Command-line administration: `python -m app create-admin --email EMAIL`."""
+"""`python -m app`: show the effective settings; `python -m app create-admin --email EMAIL`."""
 
 import argparse
 import asyncio
 import sys
 import uuid
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.cache import UserCache
-from app.config import Settings, SettingsError, get_settings
+from app.config import Settings, SettingsError, load_settings
 from app.db import create_engine, create_sessionmaker
 from app.errors import is_database_unavailable
 from app.redis_client import create_redis
@@ -16,6 +17,38 @@ from app.repository import EmailTakenError, SessionRepository, UserRepository
 from app.schemas import UserCreate
 from app.security import PasswordHasher
 from app.session_markers import forget_sessions
+
+MASK = "**********"
+
+
+def _mask_url_password(url: str) -> str:
+    """Replace the password in a URL with the mask, keeping everything else."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    user, colon, _password = userinfo.partition(":")
+    if not colon:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK}{at}{host}"))
+
+
+def _display(value: object) -> str:
+    """Render one setting the way a person would type it into the environment."""
+    if isinstance(value, SecretStr):
+        return MASK
+    if isinstance(value, list):
+        return ",".join(value) if value else "(none)"
+    if isinstance(value, str) and "://" in value:
+        return _mask_url_password(value)
+    return str(value)
+
+
+def format_settings(settings: Settings) -> str:
+    """Return one aligned `NAME  value` line per setting, secrets masked."""
+    names = [name.upper() for name in Settings.model_fields]
+    width = max(len(name) for name in names)
+    return "\n".join(
+        f"{name.ljust(width)}  {_display(getattr(settings, name.lower()))}" for name in names
+    )
 
 
 class DeactivatedUserError(Exception):
@@ -113,24 +146,14 @@ async def _forget_old_role(
         )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the process exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_usage(sys.stderr)
-        return 2
+def _run_create_admin(settings: Settings, email: str) -> int:
     # One line from stdin, so the password never appears in the process list or shell history.
     password = sys.stdin.readline().rstrip("\r\n")
     try:
-        body = UserCreate(email=args.email, password=password)
-        settings = get_settings()
+        body = UserCreate(email=email, password=password)
         created = asyncio.run(create_admin(settings, body.email, body.password))
     except ValidationError as exc:
         print(_describe(exc), file=sys.stderr)
-        return 1
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
         return 1
     except DeactivatedUserError:
         print(
@@ -148,6 +171,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Created admin user {body.email}.")
     else:
         print(f"Promoted existing user {body.email} to admin; their password is unchanged.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the effective settings, or run a command; exit 2 with one line per bad setting."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.command == "create-admin":
+        return _run_create_admin(settings, args.email)
+    print(format_settings(settings))
     return 0
 
 

@@ -28,7 +28,6 @@ async def read_user_json(
     `prefetched` is the cached JSON the token fast path already read from this
     user's key: a hit that costs no second look-up.
     """
-
     state = request_state(request)
 
     async def load() -> bytes | None:

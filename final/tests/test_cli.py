@@ -1,173 +1,94 @@
-"""`python -m app create-admin`, run as an operator would: a subprocess."""
+"""`python -m app`: the effective settings, or one line and exit status 2."""
 
-import asyncio
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-EMAIL = "cli-admin@example.com"
-PASSWORD = "long enough pw"
+import app
+from app.config import DEVELOPMENT_SECRET_KEY, Settings
+
+# The project under test, found from its package: the learner check runs these
+# tests against a learner's app/ elsewhere.
+PROJECT_DIR = Path(app.__file__).resolve().parents[1]
 
 
-def run_cli(
-    database: str, *args: str, stdin: str = "", redis_url: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database, "ENVIRONMENT": "test"}
-    if redis_url is not None:
-        env["REDIS_URL"] = redis_url
+def run_app(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m app` with only the given settings in its environment."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name.lower() not in Settings.model_fields
+    }
+    env.update(settings)
+    # PYTHONPATH finds `app`; the temporary working directory has no `.env` to read.
+    env["PYTHONPATH"] = str(PROJECT_DIR)
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
-        input=stdin,
+        [sys.executable, "-m", "app"],
+        cwd=tmp_path,
+        env=env,
         capture_output=True,
         text=True,
-        cwd=PROJECT_DIR,
-        env=env,
         timeout=60,
         check=False,
     )
 
 
-async def _query(database: str, sql: str) -> list[tuple[object, ...]]:
-    engine = create_async_engine(database, poolclass=NullPool)
-    try:
-        async with engine.begin() as connection:
-            result = await connection.execute(text(sql), {"email": EMAIL})
-            return [tuple(row) for row in result] if result.returns_rows else []
-    finally:
-        await engine.dispose()
+def shown_settings(stdout: str) -> dict[str, str]:
+    """Read the settings printout as {NAME: value}, whatever the column width."""
+    return dict(line.split(maxsplit=1) for line in stdout.splitlines())
 
 
-@pytest.fixture
-def cleanup(database: str) -> Iterator[None]:
-    """The CLI commits for real: remove its user afterwards."""
-    yield
-    asyncio.run(_query(database, "DELETE FROM users WHERE email = :email"))
+def test_prints_each_setting_on_its_own_line_with_the_secret_masked(tmp_path: Path) -> None:
+    result = run_app(tmp_path, LOG_LEVEL="debug", CORS_ORIGINS="https://app.example.com")
+
+    assert result.returncode == 0, result.stderr
+    lines = shown_settings(result.stdout)
+    assert list(lines) == [name.upper() for name in Settings.model_fields]
+    assert lines["LOG_LEVEL"] == "DEBUG"
+    assert lines["CORS_ORIGINS"] == "https://app.example.com"
+    assert lines["SECRET_KEY"] == "**********"
+    assert DEVELOPMENT_SECRET_KEY not in result.stdout
 
 
-def test_create_admin_creates_then_promotes(database: str, cleanup: None) -> None:
-    created = run_cli(database, "create-admin", "--email", EMAIL.upper(), stdin="long enough pw\n")
-    assert created.returncode == 0, created.stderr
-    assert created.stdout.strip() == f"Created admin user {EMAIL}."
-    rows = asyncio.run(_query(database, "SELECT is_admin FROM users WHERE email = :email"))
-    assert rows == [(True,)]
-    again = run_cli(database, "create-admin", "--email", EMAIL, stdin="long enough pw\n")
-    assert again.returncode == 0, again.stderr
-    assert "Promoted" in again.stdout
+def test_masks_the_password_in_the_database_url(tmp_path: Path) -> None:
+    result = run_app(tmp_path, DATABASE_URL="postgresql+asyncpg://app:hunter2@db:5432/users")
+
+    assert result.returncode == 0, result.stderr
+    assert "postgresql+asyncpg://app:**********@db:5432/users" in result.stdout
+    assert "hunter2" not in result.stdout
 
 
-def test_create_admin_with_invalid_email_exits_1_with_one_line(database: str) -> None:
-    r = run_cli(database, "create-admin", "--email", "not-an-email", stdin="long enough pw\n")
-    assert r.returncode == 1
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert r.stderr.startswith("The email is not valid")
+def test_reads_the_env_file_in_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LOG_FORMAT=console\n")
+
+    result = run_app(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert shown_settings(result.stdout)["LOG_FORMAT"] == "console"
 
 
-def test_create_admin_with_weak_password_exits_1_without_echoing_it(database: str) -> None:
-    r = run_cli(database, "create-admin", "--email", EMAIL, stdin="short\n")
-    assert r.returncode == 1
-    assert r.stderr.strip() == "The password must be between 8 and 128 characters long."
-
-
-def test_no_command_prints_usage_and_exits_2(database: str) -> None:
-    r = run_cli(database)
-    assert r.returncode == 2
-    assert r.stderr.startswith("usage: python -m app")
-
-
-def test_create_admin_with_the_database_down_exits_1_with_one_line(database: str) -> None:
-    # A port that nothing listens on: the connection is refused at once.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    unreachable = make_url(database).set(host="127.0.0.1", port=closed_port)
-    r = run_cli(
-        unreachable.render_as_string(hide_password=False),
-        "create-admin",
-        "--email",
-        EMAIL,
-        stdin="long enough pw\n",
-    )
-    assert r.returncode == 1
-    assert r.stderr.strip().startswith("The database is not answering"), r.stderr
-    assert "Traceback" not in r.stderr
-
-
-async def test_a_promotion_is_seen_at_once_by_the_users_cached_reads_and_sessions(
-    committing_client: httpx.AsyncClient, database: str, cleanup: None
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"ENVIRONMENT": "production", "SECRET_KEY": "short-secret"},
+            "Setting SECRET_KEY is too short: it must be at least 32 bytes in production.",
+        ),
+        (
+            {"REDIS_URL": "memcached://localhost"},
+            "Setting REDIS_URL has the wrong scheme: it must start with redis:// or rediss://.",
+        ),
+    ],
+)
+def test_bad_value_prints_one_line_to_stderr_and_exits_2(
+    tmp_path: Path, settings: dict[str, str], expected: str
 ) -> None:
-    # The user's JSON is cached and their session's marker records "user": both
-    # would keep the old role for their TTL unless the CLI drops them.
-    client = committing_client
-    signup = await client.post("/api/v1/users", json={"email": EMAIL, "password": PASSWORD})
-    assert signup.status_code == 201, signup.text
-    login = await client.post("/api/v1/auth/token", data={"username": EMAIL, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    assert (await client.get("/api/v1/users/me", headers=headers)).json()["is_admin"] is False
-    assert (await client.get("/api/v1/users", headers=headers)).status_code == 403
+    result = run_app(tmp_path, **settings)
 
-    promoted = await asyncio.to_thread(
-        run_cli, database, "create-admin", "--email", EMAIL, stdin="long enough pw\n"
-    )
-    assert promoted.returncode == 0, promoted.stderr
-
-    me = await client.get("/api/v1/users/me", headers=headers)
-    assert me.json()["is_admin"] is True, me.text
-    listed = await client.get("/api/v1/users", headers=headers)
-    assert listed.status_code == 200, listed.text
-
-
-def test_create_admin_refuses_a_deactivated_user_and_changes_nothing(
-    database: str, cleanup: None
-) -> None:
-    created = run_cli(database, "create-admin", "--email", EMAIL, stdin="long enough pw\n")
-    assert created.returncode == 0, created.stderr
-    deactivate = "UPDATE users SET is_active = false, is_admin = false WHERE email = :email"
-    asyncio.run(_query(database, deactivate))
-    # Deactivated for a reason the command cannot know (a compromised account?):
-    # it never brings one back, let alone as an admin.
-    r = run_cli(database, "create-admin", "--email", EMAIL, stdin="long enough pw\n")
-    assert r.returncode == 1, r.stdout
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "deactivated" in r.stderr, r.stderr
-    rows = asyncio.run(
-        _query(database, "SELECT is_active, is_admin FROM users WHERE email = :email")
-    )
-    assert rows == [(False, False)]
-
-
-def test_a_promotion_with_redis_down_commits_and_says_how_long_the_old_role_may_show(
-    database: str, cleanup: None
-) -> None:
-    created = run_cli(database, "create-admin", "--email", EMAIL, stdin="long enough pw\n")
-    assert created.returncode == 0, created.stderr
-    demote = "UPDATE users SET is_admin = false WHERE email = :email"
-    asyncio.run(_query(database, demote))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    r = run_cli(
-        database,
-        "create-admin",
-        "--email",
-        EMAIL,
-        stdin="long enough pw\n",
-        redis_url=f"redis://127.0.0.1:{closed_port}/0",
-    )
-    # The promotion is in PostgreSQL, the durable state: success, with a warning.
-    assert r.returncode == 0, r.stderr
-    assert "Promoted" in r.stdout
-    assert "Redis is not answering" in r.stderr, r.stderr
-    assert "Traceback" not in r.stderr
-    rows = asyncio.run(_query(database, "SELECT is_admin FROM users WHERE email = :email"))
-    assert rows == [(True,)]
+    assert result.returncode == 2, result.stdout
+    assert result.stderr == expected + "\n"
+    assert result.stdout == ""
+    assert "short-secret" not in result.stderr

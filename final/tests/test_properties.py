@@ -198,21 +198,41 @@ def test_one_clients_burst_leaves_another_clients_quota_whole(
 
 # --- list settings -------------------------------------------------------------------
 
-# What an origin or host looks like: no comma, no surrounding space, not JSON.
-list_items = st.text(
-    alphabet=string.ascii_letters + string.digits + ".:/-*", min_size=1, max_size=20
+# Items as the settings accept them: no comma, no surrounding space, not JSON.
+host_names = st.text(
+    alphabet=string.ascii_lowercase + string.digits + ".-", min_size=1, max_size=20
 )
+origins = st.one_of(
+    st.just("*"),
+    st.builds(
+        lambda scheme, host, port: f"{scheme}://{host}{port}",
+        st.sampled_from(["http", "https"]),
+        host_names,
+        st.one_of(st.just(""), st.integers(1, 65535).map(lambda port: f":{port}")),
+    ),
+)
+host_patterns = st.one_of(st.just("*"), host_names, host_names.map(lambda host: f"*.{host}"))
 
 
-@given(items=st.lists(list_items, min_size=1, max_size=5), padding=spaces)
-def test_a_list_setting_reads_the_same_as_json_or_comma_separated(
+def written_both_ways(items: list[str], padding: str) -> tuple[str, str]:
+    """The same list as JSON and as comma-separated values with spaces around each."""
+    return json.dumps(items), ",".join(f"{padding}{item}{padding}" for item in items)
+
+
+@given(items=st.lists(origins, min_size=1, max_size=5), padding=spaces)
+def test_cors_origins_read_the_same_as_json_or_comma_separated(
     items: list[str], padding: str
 ) -> None:
-    comma_separated = ",".join(f"{padding}{item}{padding}" for item in items)
-    for written in (json.dumps(items), comma_separated):
-        settings = load_settings(_env_file=None, cors_origins=written, trusted_hosts=written)
-        assert settings.cors_origins == items
-        assert settings.trusted_hosts == items
+    for written in written_both_ways(items, padding):
+        assert load_settings(_env_file=None, cors_origins=written).cors_origins == items
+
+
+@given(items=st.lists(host_patterns, min_size=1, max_size=5), padding=spaces)
+def test_trusted_hosts_read_the_same_as_json_or_comma_separated(
+    items: list[str], padding: str
+) -> None:
+    for written in written_both_ways(items, padding):
+        assert load_settings(_env_file=None, trusted_hosts=written).trusted_hosts == items
 
 
 networks = st.one_of(

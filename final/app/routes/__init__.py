@@ -1,1 +1,1 @@
-"""HTTP routes, one router per area."""
+"""HTTP routes, one APIRouter per area."""

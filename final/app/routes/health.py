@@ -21,7 +21,7 @@ _redis_log = ThrottledLog(logger)
 
 @router.get("/live")
 async def live() -> dict[str, str]:
-    """Answer while the process serves requests; checks nothing outside it."""
+    """Report that the process serves requests; checks nothing outside it."""
     # A dependency's outage must not get healthy processes restarted: that is readiness.
     return {"status": "ok"}
 
@@ -61,6 +61,8 @@ async def ready(request: Request, settings: SettingsDep) -> JSONResponse:
 
 async def _check_database(engine: AsyncEngine, *, seconds: float) -> str:
     try:
+        # The timeout covers the pool checkout, the connect and the query: a
+        # database that accepts connections but never answers is "unavailable" too.
         async with asyncio.timeout(seconds), engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except Exception as exc:  # any failure at all means "not ready"

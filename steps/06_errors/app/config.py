@@ -86,8 +86,6 @@ class Settings(BaseSettings):
     # "a,b,c" work (pydantic-settings would otherwise insist on JSON).
     cors_origins: Annotated[list[str], NoDecode] = []
     trusted_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "test"]
-    # Larger request bodies get 413 before they are parsed.
-    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
 
     # The database. The pool is fixed (max_overflow is always 0, see app/db.py):
     # overflow connections are opened and closed under load, which measured
@@ -103,6 +101,8 @@ class Settings(BaseSettings):
     slow_query_ms: int = Field(default=200, ge=0)
     # Short: a load balancer asks often, and a hung database must read as "not ready".
     health_check_timeout_seconds: float = Field(default=1.0, gt=0)
+    # Bodies larger than this get 413 before the route reads them.
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
 
     # Redis, the cache and the rate limit.
     # Short timeouts: a Redis that stops answering costs each request at most
