@@ -70,6 +70,8 @@ class Settings(BaseSettings):
         extra="ignore",
         # Keep values (the secret key, a database password) out of error messages.
         hide_input_in_errors=True,
+        # Read once at start-up and shared by every request: nothing may change it after.
+        frozen=True,
     )
 
     # Declared first: the secret key's check below reads it.

@@ -429,6 +429,13 @@ def test_load_settings_hides_the_pydantic_error_it_replaces(
     assert caught.value.__cause__ is None
 
 
+def test_settings_cannot_change_once_read() -> None:
+    settings = Settings()
+
+    with pytest.raises(ValidationError, match="frozen"):
+        settings.log_level = "DEBUG"
+
+
 def test_get_settings_reads_once_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     first = get_settings()
     monkeypatch.setenv("LOG_LEVEL", "ERROR")
