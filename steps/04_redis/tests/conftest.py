@@ -72,9 +72,11 @@ def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url(),
         "redis_url": redis_url(),
-        # A busy test machine can be slower than production's 0.25 s, which would
-        # turn exact counts into fail-open ones; fault tests set short timeouts.
+        # A busy test machine can be slower than production's 0.25 s (0.5 s to
+        # connect), which would turn exact counts into fail-open ones; fault
+        # tests set short timeouts.
         "redis_socket_timeout_seconds": 2.0,
+        "redis_connect_timeout_seconds": 2.0,
         "environment": "test",
         "trusted_hosts": ["test", "localhost"],
         "cors_origins": ["https://app.example.com"],
