@@ -7,19 +7,16 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr, ValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from app.cache import UserCache
 from app.config import Settings, SettingsError, load_settings
 from app.db import create_engine, create_sessionmaker
+from app.errors import is_database_unavailable
 from app.redis_client import create_redis
 from app.repository import EmailTakenError, SessionRepository, UserRepository
 from app.schemas import UserCreate
 from app.security import PasswordHasher
 from app.session_markers import forget_sessions
-
-# What "PostgreSQL is not answering" raises: a clear line, not a traceback.
-_DATABASE_UNAVAILABLE = (OSError, TimeoutError, OperationalError, InterfaceError)
 
 MASK = "**********"
 
@@ -165,7 +162,9 @@ def _run_create_admin(settings: Settings, email: str) -> int:
             file=sys.stderr,
         )
         return 1
-    except _DATABASE_UNAVAILABLE as exc:
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise  # a bug: the traceback is the useful output
         print(f"The database is not answering ({type(exc).__name__}).", file=sys.stderr)
         return 1
     if created:
