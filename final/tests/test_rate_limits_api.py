@@ -1,5 +1,7 @@
 """Rate limits on the API: 429s with their headers, shared across replicas, and without Redis."""
 
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,14 +44,18 @@ async def test_the_request_after_the_limit_gets_429_with_retry_after_and_ratelim
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with running(make_settings(rate_limit="3/minute"), sessionmaker) as client:
+        started = time.monotonic()
         assert await statuses(client, 3) == [401] * 3
         r = await client.get(ME)
+        took = time.monotonic() - started
 
     body = assert_problem(r, 429)
-    assert "try again in 20 seconds" in body["detail"]
-    assert r.headers["retry-after"] == "20"  # one request's worth of 60 s / 3
+    # One request's worth of the minute (60 s / 3), less what the four requests took.
+    retry_after = int(r.headers["retry-after"])
+    assert 20 - math.ceil(took) <= retry_after <= 20
+    assert f"try again in {retry_after} seconds" in body["detail"]
     assert r.headers["ratelimit-policy"] == '"api";q=3;w=60'
-    assert r.headers["ratelimit"] == '"api";r=0;t=60'
+    assert_ratelimit(r, remaining=0, full_after=60, took=took)
 
 
 async def test_an_allowed_response_carries_the_ratelimit_headers(
@@ -57,11 +63,12 @@ async def test_an_allowed_response_carries_the_ratelimit_headers(
 ) -> None:
     app = create_app(make_settings(rate_limit="10/minute"))
     async for client in open_client(app, {"sessionmaker": sessionmaker}):
+        started = time.monotonic()
         created = await client.post(
             "/api/v1/users", json={"email": "ada@example.com", "password": "long enough"}
         )
         assert created.status_code == 201, created.text
-        assert created.headers["ratelimit"] == '"api";r=9;t=6'
+        assert_ratelimit(created, remaining=9, full_after=6, took=0)
         headers = bearer((await token_pair(_record(created.json()))).access_token)
 
         # Cached reads return their bytes as a Response (GET /users/me the bytes
@@ -69,8 +76,21 @@ async def test_an_allowed_response_carries_the_ratelimit_headers(
         for remaining, path in ((8, created.json()["id"]), (7, "me"), (6, "me")):
             r = await client.get(f"/api/v1/users/{path}", headers=headers)
             assert r.status_code == 200, r.text
-            assert r.headers["ratelimit"] == f'"api";r={remaining};t={6 * (10 - remaining)}'
+            took = time.monotonic() - started
+            assert_ratelimit(r, remaining=remaining, full_after=6 * (10 - remaining), took=took)
             assert r.headers["ratelimit-policy"] == '"api";q=10;w=60'
+
+
+def assert_ratelimit(r: httpx.Response, *, remaining: int, full_after: int, took: float) -> None:
+    """Assert the RateLimit header: what remains, and the seconds until the bucket is full again.
+
+    Each request adds 60 s / limit to the bucket; the seconds the requests since
+    the first one took have drained it by as much (the server's clock decides).
+    """
+    name, left, reset = r.headers["ratelimit"].split(";")
+    assert (name, left) == ('"api"', f"r={remaining}"), r.headers["ratelimit"]
+    assert reset.startswith("t="), r.headers["ratelimit"]
+    assert full_after - math.ceil(took) <= int(reset.removeprefix("t=")) <= full_after
 
 
 def _record(body: dict[str, Any]) -> UserRecord:
