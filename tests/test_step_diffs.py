@@ -43,6 +43,10 @@ def test_caches_and_local_files_are_left_out(tmp_path: Path) -> None:
             "app/x.py": "X = 1\n",
             "app/__pycache__/x.cpython-311.pyc": "junk",
             ".env": "SECRET_KEY=s",
+            # What a test run leaves: Hypothesis's folder, coverage's data files.
+            ".hypothesis/constants/x": "junk",
+            ".coverage": "junk",
+            ".coverage.host.123.abc": "junk",
         },
     )
 
@@ -50,6 +54,8 @@ def test_caches_and_local_files_are_left_out(tmp_path: Path) -> None:
 
     assert "__pycache__" not in diff
     assert "SECRET_KEY" not in diff
+    assert ".hypothesis" not in diff
+    assert ".coverage" not in diff
     assert "+X = 1" in diff
 
 

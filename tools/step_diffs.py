@@ -30,10 +30,13 @@ IGNORED_PARTS = {
     ".ruff_cache",
     ".venv",
     ".nox",
+    ".hypothesis",
 }
 IGNORED_SUFFIXES = {".pyc", ".pyo", ".egg-info"}
 # learn.toml is what the learner check reads about a step, not a part of its layer.
-IGNORED_NAMES = {".env", "learn.toml"}
+IGNORED_NAMES = {".env", "learn.toml", ".coverage"}
+# Coverage data of a parallel or subprocess run (`.coverage.<host>.<pid>.<random>`).
+IGNORED_PREFIXES = (".coverage.",)
 # A step's exercises and their answers are its own, not part of the layer it adds.
 IGNORED_TOP_LEVEL = {"exercises"}
 
@@ -62,6 +65,7 @@ def snapshot(directory: Path | None) -> dict[str, list[str]]:
             or IGNORED_PARTS.intersection(relative.parts)
             or path.suffix in IGNORED_SUFFIXES
             or path.name in IGNORED_NAMES
+            or path.name.startswith(IGNORED_PREFIXES)
         ):
             continue
         try:

@@ -82,7 +82,8 @@ def step_to_check(root: Path, args: Sequence[str]) -> Path:
 
 def describe(shop: Workshop, lesson: Lesson) -> None:
     """Print what a step asks for, and where its page is."""
-    shop.out(f"Step {lesson.number}: {lesson.title}. Your code is in work/; it asks for:\n")
+    yours = "Your tests are in work/tests/" if lesson.writes_tests else "Your code is in work/"
+    shop.out(f"Step {lesson.number}: {lesson.title}. {yours}; it asks for:\n")
     for index, task in enumerate(lesson.tasks, 1):
         shop.out(f"  {index}. {task.title}\n     {task.summary}")
     shop.out(
@@ -104,6 +105,15 @@ def start(shop: Workshop, wanted: str, *, force: bool = False, fresh: bool = Fal
         "skipped",
     }
     carry = not fresh and before is not None and state.current == before.name and done
+    if carry and lesson.writes_tests:
+        assert before is not None
+        # The bugs the tasks plant are lines of the step before's own app: in the
+        # learner's own app they would have nowhere to land. Theirs is backed up.
+        shop.out(
+            f"Step {lesson.number} is about tests: work/ gets step {before.number}'s own code, "
+            "in which its tasks plant bugs for your tests to catch."
+        )
+        carry, force = False, True
     if carry:
         assert before is not None
         shop.out(
@@ -124,9 +134,16 @@ def start(shop: Workshop, wanted: str, *, force: bool = False, fresh: bool = Fal
             shop.out(f"Backed up work/ to {saved.relative_to(shop.root) if saved else 'nowhere'}.")
         first = lessons[0].directory / "pyproject.toml"
         workspace.copy_snapshot(
-            before.directory if before else None, shop.work, first_pyproject=first
+            before.directory if before else None,
+            shop.work,
+            first_pyproject=first,
+            # The learner writes tests: the step before's are where they start from.
+            with_tests=lesson.writes_tests,
+            leave_out=before.judges if before else (),
         )
         source = f"steps/{before.name}" if before else "nothing (step 01 starts empty)"
+        if lesson.writes_tests:
+            source += ", its tests included"
         shop.out(f"work/ now holds {source}.")
     record = state.record(lesson.name)
     passed_before = record.status == "passed"
@@ -272,7 +289,9 @@ def solution(shop: Workshop) -> int:
                 "`./workshop -s hint` may be enough; ask for the solution once more to see it."
             )
             return 0
-    diff = workspace.solution_diff(shop.work, lesson.directory)
+    diff = workspace.solution_diff(
+        shop.work, lesson.directory, with_tests=lesson.writes_tests, leave_out=lesson.judges
+    )
     shop.out(diff.rstrip("\n") if diff else f"work/ is step {lesson.number}'s own code already.")
     return 0
 
@@ -295,7 +314,9 @@ def skip(shop: Workshop) -> int:
     saved = workspace.back_up(shop.work, shop.backups, f"skip-{lesson.name}")
     if saved:
         shop.out(f"Backed up work/ to {saved.relative_to(shop.root)}.")
-    workspace.copy_snapshot(lesson.directory, shop.work)
+    workspace.copy_snapshot(
+        lesson.directory, shop.work, with_tests=lesson.writes_tests, leave_out=lesson.judges
+    )
     record = state.record(lesson.name)
     record.status = "skipped"
     record.baseline = workspace.manifest(shop.work)

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# What a step's learner writes: the app (and a step's tests judge it), or the tests.
+LEARNER_WRITES = ("app", "tests")
+
 
 class LessonError(Exception):
     """A step's learn.toml is missing or malformed, or a step was named that does not exist."""
@@ -75,6 +78,17 @@ class Lesson:
     # adds that those tests cannot know of (a rate limit they would hit), lifted
     # with environment variables, and why.
     below: Below | None = None
+    # What the learner writes in this step: "app" (most steps), or "tests" (the
+    # step whose layer is tests: its tasks are bugs the learner's tests must catch).
+    learner_writes: str = "app"
+    # In a step where the learner writes tests: the step's own tests that judge
+    # them (paths in the step), which are no part of the learner's answer.
+    judges: tuple[str, ...] = ()
+
+    @property
+    def writes_tests(self) -> bool:
+        """Whether the learner writes tests in this step, and work/tests/ is theirs."""
+        return self.learner_writes == "tests"
 
     @property
     def name(self) -> str:
@@ -177,8 +191,13 @@ def load_lesson(directory: Path) -> Lesson:
         isinstance(reason, str) and reason for reason in superseded.values()
     ):
         raise LessonError(f"{where} [superseded] maps test ids to their reasons.")
+    learner_writes = data.get("learner_writes", "app")
+    if learner_writes not in LEARNER_WRITES:
+        raise LessonError(f"{where} `learner_writes` is one of {', '.join(LEARNER_WRITES)}.")
     lesson = Lesson(
         directory=directory,
+        learner_writes=learner_writes,
+        judges=_strings(data.get("judges", []), f"{where} judges"),
         below=_below(data.get("below"), where),
         title=_text(data, "title", where),
         tasks=tasks,

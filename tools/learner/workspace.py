@@ -5,11 +5,13 @@ from __future__ import annotations
 import difflib
 import hashlib
 import shutil
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
 # A step's snapshot is everything in its directory but these: the tests judge
-# the learner's code from outside it, so they are never copied in.
+# the learner's code from outside it, so they are never copied in (but in a
+# step where the learner writes the tests: see `with_tests`).
 NOT_IN_A_SNAPSHOT = {"tests", "exercises", "README.md", "learn.toml"}
 CACHES = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv"}
 
@@ -21,14 +23,21 @@ def is_cache(path: Path) -> bool:
     )
 
 
-def snapshot_files(step: Path) -> list[Path]:
-    """The files of a step's snapshot, relative to the step."""
+def snapshot_files(
+    step: Path, *, with_tests: bool = False, leave_out: Collection[str] = ()
+) -> list[Path]:
+    """The files of a step's snapshot, relative to the step (its tests too, if asked).
+
+    with_tests: the step's tests/ belong to the snapshot, but for the files in
+    leave_out (the tests that judge a learner's tests).
+    """
+    left_out = NOT_IN_A_SNAPSHOT - ({"tests"} if with_tests else set())
     return sorted(
-        path.relative_to(step)
-        for path in step.rglob("*")
-        if path.is_file()
-        and path.relative_to(step).parts[0] not in NOT_IN_A_SNAPSHOT
-        and not is_cache(path.relative_to(step))
+        relative
+        for relative in (path.relative_to(step) for path in step.rglob("*") if path.is_file())
+        if relative.parts[0] not in left_out
+        and relative.as_posix() not in leave_out
+        and not is_cache(relative)
     )
 
 
@@ -61,7 +70,14 @@ def changed_files(work: Path, baseline: dict[str, str] | None) -> list[str]:
     )
 
 
-def copy_snapshot(step: Path | None, work: Path, *, first_pyproject: Path | None = None) -> None:
+def copy_snapshot(
+    step: Path | None,
+    work: Path,
+    *,
+    first_pyproject: Path | None = None,
+    with_tests: bool = False,
+    leave_out: Collection[str] = (),
+) -> None:
     """Replace the workspace with a step's snapshot (only a pyproject.toml for step 01)."""
     if work.exists():
         shutil.rmtree(work)
@@ -71,7 +87,7 @@ def copy_snapshot(step: Path | None, work: Path, *, first_pyproject: Path | None
         if first_pyproject is not None:
             shutil.copy2(first_pyproject, work / "pyproject.toml")
         return
-    for relative in snapshot_files(step):
+    for relative in snapshot_files(step, with_tests=with_tests, leave_out=leave_out):
         target = work / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(step / relative, target)
@@ -93,10 +109,13 @@ def back_up(work: Path, backups: Path, label: str) -> Path | None:
     return target
 
 
-def solution_diff(work: Path, step: Path) -> str:
+def solution_diff(
+    work: Path, step: Path, *, with_tests: bool = False, leave_out: Collection[str] = ()
+) -> str:
     """The unified diff from the learner's files to the step's own (`work/` -> `steps/NN/`)."""
-    ours = {str(path) for path in snapshot_files(step)}
-    theirs = {str(path) for path in workspace_files(work)}
+    ours = {str(path) for path in snapshot_files(step, with_tests=with_tests, leave_out=leave_out)}
+    # Tests the learner keeps from a step where they wrote them are not this step's business.
+    theirs = {str(path) for path in workspace_files(work) if with_tests or path.parts[0] != "tests"}
     chunks: list[str] = []
     for name in sorted(ours | theirs):
         before = _lines(work / name) if name in theirs else []
