@@ -16,8 +16,9 @@ after it are pointed at that port.
 
 A step's page and its README run in one clone, the page first, as a learner
 would read them. Both show the step's whole test run, `./workshop -s
-"step(NN_name)"`: once it has passed in a clone it is not run a second time
-there (the same command on the same files; CI runs each step's session too).
+"step(NN_name)"`, the command of the step's own session: it runs once, not
+again where it has already passed on the same files, in this clone or as the
+step session in this checkout (tools/step_runs.py keeps those records).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Literal
 import pytest
 from clones import Result, fresh_clone, learner_environment, run_script, stop_group
 from helpers import DOCS, ROOT, STEPS
+
+from tools import step_runs
 
 # What one fresh clone runs, in order: the steps' index, then each step's page and README.
 CLONE_RUNS = {
@@ -57,7 +60,7 @@ _BARE = re.compile(r"^(?:\w+=\S*\s+)*(?:nox|pytest|uvicorn|uv|pip|alembic|python
 # step's app (run(NN_name), once the step has app/main.py).
 _RUN_SESSION = re.compile(r'-s\s+"?run\((?P<step>\w+)\)')
 # A step's whole test run, with no pytest arguments.
-_WHOLE_STEP_RUN = re.compile(r'^\./workshop -s "step\(\w+\)"\s*$')
+_WHOLE_STEP_RUN = re.compile(r'^\./workshop -s "step\((?P<step>\w+)\)"\s*$')
 _SERVE_SESSION = re.compile(r"-s\s+\"?serve\b|-s\s+\"?docs\"?\s+--\s+serve\b")
 
 Kind = Literal["finishes", "fails", "serves"]
@@ -255,8 +258,24 @@ def test_a_whole_step_run_is_told_from_a_narrowed_one(tmp_path: Path) -> None:
     whole, narrowed, exercise = bash_blocks(page)
 
     assert runs_a_whole_step(whole)
+    assert steps_run(whole) == ["02_app"]
     assert not runs_a_whole_step(narrowed)
     assert not runs_a_whole_step(exercise)
+
+
+def test_a_passed_step_run_is_recorded_for_the_files_it_ran_on(tmp_path: Path) -> None:
+    step = "01_config"
+    # The record is read for the step's files as they are now; another file is another run.
+    recorded = step_runs.RECORDS / f"{step}-{step_runs.fingerprint(step)}"
+    was_there = recorded.exists()
+    try:
+        step_runs.record_passed(step)
+        assert step_runs.has_passed(step)
+        assert recorded.is_file()
+        assert step_runs.fingerprint("02_app") != step_runs.fingerprint(step)
+    finally:
+        if not was_there:
+            recorded.unlink()
 
 
 def test_servers_are_told_from_commands_that_finish() -> None:
@@ -301,6 +320,11 @@ def runs_a_whole_step(block: Block) -> bool:
     return block.output is None and bool(commands) and all(map(_WHOLE_STEP_RUN.match, commands))
 
 
+def steps_run(block: Block) -> list[str]:
+    """The steps whose whole test run a block is."""
+    return [match["step"] for c in block.commands if (match := _WHOLE_STEP_RUN.match(c.strip()))]
+
+
 @pytest.mark.parametrize("name", CLONE_RUNS)
 def test_every_command_works_from_a_fresh_clone(name: str, tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
@@ -309,7 +333,9 @@ def test_every_command_works_from_a_fresh_clone(name: str, tmp_path: Path) -> No
     passed_step_runs: set[str] = set()
     try:
         for block in (block for source in CLONE_RUNS[name] for block in bash_blocks(source)):
-            if runs_a_whole_step(block) and block.script in passed_step_runs:
+            if runs_a_whole_step(block) and (
+                block.script in passed_step_runs or all(map(step_runs.has_passed, steps_run(block)))
+            ):
                 continue
             if block.kind == "serves":
                 if server is not None:
