@@ -55,7 +55,9 @@ def exec_form(arguments: str, keyword: str) -> list[str]:
     except json.JSONDecodeError:
         argv = None
     if not (isinstance(argv, list) and argv and all(isinstance(arg, str) for arg in argv)):
-        pytest.fail(f"The Dockerfile's {keyword} is not in exec form (a JSON array).", pytrace=False)
+        pytest.fail(
+            f"The Dockerfile's {keyword} is not in exec form (a JSON array).", pytrace=False
+        )
     return argv
 
 
@@ -103,7 +105,9 @@ class ImageCommand:
             health = [sys.executable, *health[1:]]
         # The check asks the container's own port; here that is this instance's.
         health = [arg.replace(f":{image_port}/", f":{port}/") for arg in health]
-        return cls(command=local, health_check=health, graceful_shutdown_seconds=graceful, port=port)
+        return cls(
+            command=local, health_check=health, graceful_shutdown_seconds=graceful, port=port
+        )
 
 
 def production_environment(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -191,7 +195,9 @@ class Instance:
 
 
 @contextlib.asynccontextmanager
-async def run_image_command(image: ImageCommand, env: dict[str, str], cwd: Path) -> AsyncIterator[Instance]:
+async def run_image_command(
+    image: ImageCommand, env: dict[str, str], cwd: Path
+) -> AsyncIterator[Instance]:
     """Start the image's command, yield it once it has started, and stop it after."""
     process = await asyncio.create_subprocess_exec(
         *image.command,

@@ -42,14 +42,16 @@ def test_a_secret_key_in_a_file_of_secrets_dir_is_read(tmp_path: Path) -> None:
 
     # Without the file, production refuses the development key: exit status 2.
     assert result.returncode == 0, result.stderr
-    assert shown(result.stdout)["DATABASE_URL"] == "postgresql+asyncpg://app:**********@db:5432/users"
+    assert (
+        shown(result.stdout)["DATABASE_URL"] == "postgresql+asyncpg://app:**********@db:5432/users"
+    )
     assert "hunter2" not in result.stdout
 
 
 def test_the_environment_wins_over_a_file(tmp_path: Path) -> None:
     (tmp_path / "secret_key").write_text(secrets.token_urlsafe(48))
 
-    result = run_app(tmp_path, SECRETS_DIR=str(tmp_path), SECRET_KEY="short-secret")
+    result = run_app(tmp_path, SECRETS_DIR=str(tmp_path), **{"SECRET_KEY": "short-secret"})
 
     assert result.returncode == 2, result.stdout
     assert "Setting SECRET_KEY is too short" in result.stderr
