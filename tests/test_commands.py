@@ -13,6 +13,11 @@ A block followed by an admonition titled "Output" must print that block's text
 block, line by line and in order among its own lines (`…` stands for anything).
 A server listens on a free port instead of 8000 (UVICORN_PORT), and the blocks
 after it are pointed at that port.
+
+A step's page and its README run in one clone, the page first, as a learner
+would read them. Both show the step's whole test run, `./workshop -s
+"step(NN_name)"`: once it has passed in a clone it is not run a second time
+there (the same command on the same files; CI runs each step's session too).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ import pytest
 from clones import Result, fresh_clone, learner_environment, run_script, stop_group
 from helpers import DOCS, ROOT, STEPS
 
-SOURCES = [
-    DOCS / "steps" / "index.md",
-    *(DOCS / "steps" / f"{step.name}.md" for step in STEPS),
-    *(step / "README.md" for step in STEPS),
-]
+# What one fresh clone runs, in order: the steps' index, then each step's page and README.
+CLONE_RUNS = {
+    "steps/index": [DOCS / "steps" / "index.md"],
+    **{step.name: [DOCS / "steps" / f"{step.name}.md", step / "README.md"] for step in STEPS},
+}
+SOURCES = [source for sources in CLONE_RUNS.values() for source in sources]
 BLOCK_TIMEOUT = 600.0
 SERVER_START_TIMEOUT = 300.0
 DEFAULT_PORT = "8000"
@@ -49,6 +55,8 @@ _BARE = re.compile(r"^(?:\w+=\S*\s+)*(?:nox|pytest|uvicorn|uv|pip|alembic|python
 # Sessions that run until stopped: final/ (serve), the docs' live server, a
 # step's app (run(NN_name), once the step has app/main.py).
 _RUN_SESSION = re.compile(r'-s\s+"?run\((?P<step>\w+)\)')
+# A step's whole test run, with no pytest arguments.
+_WHOLE_STEP_RUN = re.compile(r'^\./workshop -s "step\(\w+\)"\s*$')
 _SERVE_SESSION = re.compile(r"-s\s+\"?serve\b|-s\s+\"?docs\"?\s+--\s+serve\b")
 
 Kind = Literal["finishes", "fails", "serves"]
@@ -235,6 +243,21 @@ def test_the_parser_finds_blocks_their_kind_and_their_output(tmp_path: Path) -> 
     assert (finish.kind, finish.commands) == ("finishes", ["echo 'a # b'    c"])
 
 
+def test_a_whole_step_run_is_told_from_a_narrowed_one(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        '```bash\n./workshop -s "step(02_app)"\n```\n'
+        '```bash\n./workshop -s "step(02_app)" -- -k cors\n```\n'
+        '```bash\n./workshop -s "exercise(02_app)"\n```\n'
+    )
+
+    whole, narrowed, exercise = bash_blocks(page)
+
+    assert runs_a_whole_step(whole)
+    assert not runs_a_whole_step(narrowed)
+    assert not runs_a_whole_step(exercise)
+
+
 def test_servers_are_told_from_commands_that_finish() -> None:
     assert runs_until_stopped('./workshop -s "run(02_app)"')
     assert runs_until_stopped("./workshop -s serve")
@@ -271,13 +294,22 @@ def test_commands_go_through_the_workshop_script(source: Path) -> None:
     assert not shells, f"{source.relative_to(ROOT)}: shell commands go in bash blocks, not {shells}"
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda path: str(path.relative_to(ROOT)))
-def test_every_command_works_from_a_fresh_clone(source: Path, tmp_path: Path) -> None:
+def runs_a_whole_step(block: Block) -> bool:
+    """Say whether a block is one step's whole test run and nothing else."""
+    commands = [command.strip() for command in block.commands]
+    return block.output is None and bool(commands) and all(map(_WHOLE_STEP_RUN.match, commands))
+
+
+@pytest.mark.parametrize("name", CLONE_RUNS)
+def test_every_command_works_from_a_fresh_clone(name: str, tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
     server: Server | None = None
     port: int | None = None
+    passed_step_runs: set[str] = set()
     try:
-        for block in bash_blocks(source):
+        for block in (block for source in CLONE_RUNS[name] for block in bash_blocks(source)):
+            if runs_a_whole_step(block) and block.script in passed_step_runs:
+                continue
             if block.kind == "serves":
                 if server is not None:
                     check_output(server.block, server.stop(), port)
@@ -290,6 +322,8 @@ def test_every_command_works_from_a_fresh_clone(source: Path, tmp_path: Path) ->
                 assert result.returncode != 0, f"{block.where} should fail:\n{result.output}"
             else:
                 assert result.returncode == 0, f"{block.where} failed:\n{result.output}"
+                if runs_a_whole_step(block):
+                    passed_step_runs.add(block.script)
             check_output(block, result, port)
         if server is not None:
             check_output(server.block, server.stop(), port)

@@ -151,9 +151,13 @@ class BatchingLogHandler(logging.Handler):
             self.flush()
         self.flush()
 
+    def stop(self) -> None:
+        """Tell the writer thread to write every queued line and end, without waiting for it."""
+        self._stopped.set()
+
     def close(self) -> None:
         """Stop the writer thread once it has written every queued line."""
-        self._stopped.set()
+        self.stop()
         if self._writer.is_alive() and self._writer is not threading.current_thread():
             self._writer.join()
         super().close()
@@ -185,6 +189,8 @@ def configure_logging(settings: Settings) -> None:
     # Replace our own handler on a second call (tests build many apps), keep anyone else's.
     for existing in [h for h in root.handlers if isinstance(h, BatchingLogHandler)]:
         root.removeHandler(existing)
-        existing.close()  # writes out what it still holds
+        # Stopped, not joined: its thread writes out what it still holds and ends
+        # on its own, so an app built inside a running event loop never waits for it.
+        existing.stop()
     root.addHandler(handler)
     root.setLevel(settings.log_level)

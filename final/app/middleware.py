@@ -53,7 +53,8 @@ _METRIC_METHODS = frozenset(
 _UNTIMED_PATH_PREFIXES = ("/api/v1/auth/",)
 # Only over HTTPS: over plain HTTP browsers ignore it, and it would pin a
 # development host to HTTPS. Behind a proxy, uvicorn's --proxy-headers sets the scheme.
-_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+# No includeSubDomains: that would bind every sibling service to HTTPS too.
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
 # --8<-- [start:observer]
@@ -274,7 +275,11 @@ class RequestGuardMiddleware:
 
     def _too_large(self, scope: Scope) -> ASGIApp:
         return problem_response(
-            413, f"The request body is larger than {self.max_body_bytes} bytes.", scope["path"]
+            413,
+            f"The request body is larger than the limit of {self.max_body_bytes} bytes.",
+            scope["path"],
+            # The rest of the body is still on the wire: do not reuse this connection.
+            {"Connection": "close"},
         )
 
 
@@ -302,11 +307,11 @@ def install_middleware(app: FastAPI, settings: Settings, metrics: Metrics) -> No
         app.add_middleware(
             ProblemCORSMiddleware,
             allow_origins=settings.cors_origins,
+            # Browsers refuse credentials with "*": allow them only for named origins.
+            allow_credentials="*" not in settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After", "Server-Timing"],
-            # Bearer tokens in a header, never cookies: no credentialed CORS needed.
-            allow_credentials=False,
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
     # Outermost: the request id exists before anything logs, and is on every response.
     app.add_middleware(RequestObserverMiddleware, metrics=metrics, routes=app.routes)

@@ -28,13 +28,6 @@ ALLOWED: list[tuple[str, set[str], str]] = [
         "Alembic runs the migrations in an event loop of its own (env.py) and reads"
         " the revision files from disk there: a command-line tool, never the service.",
     ),
-    (
-        "app/logging.py",
-        {"configure_logging"},
-        "create_app() replaces the previous app's log writer thread and waits for it"
-        " to write out its lines. In production create_app() runs once, at import,"
-        " before any event loop; only the tests build apps inside a running loop.",
-    ),
 ]
 # --8<-- [end:allowed]
 

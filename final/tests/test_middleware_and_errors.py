@@ -50,9 +50,9 @@ async def test_security_headers_are_set_and_hsts_only_over_https(
     assert r.headers["server-timing"].startswith("app;dur=")
     assert "strict-transport-security" not in r.headers
     secure = await client.get("https://test/health/live")
-    # Two years, subdomains included: max-age=0 would tell browsers to forget HSTS.
-    hsts = secure.headers["strict-transport-security"]
-    assert hsts == "max-age=63072000; includeSubDomains"
+    # One year for this host only (max-age=0 would tell browsers to forget HSTS;
+    # includeSubDomains would bind every sibling service to HTTPS too).
+    assert secure.headers["strict-transport-security"] == "max-age=31536000"
 
 
 async def test_untrusted_host_returns_400_problem(client: httpx.AsyncClient) -> None:
@@ -67,6 +67,8 @@ async def test_body_over_the_limit_by_content_length_returns_413(
         USERS, content=b"x" * (1024 * 1024 + 1), headers={"content-type": "application/json"}
     )
     assert_problem(r, 413)
+    # The unread rest of the body is still on the wire: the connection must not be reused.
+    assert r.headers["connection"] == "close"
 
 
 async def test_streamed_body_over_the_limit_returns_413(client: httpx.AsyncClient) -> None:
@@ -148,6 +150,33 @@ async def test_cors_preflight_from_allowed_origin_succeeds(
     )
     assert r.status_code == 200, r.text
     assert r.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert r.headers["access-control-allow-credentials"] == "true"
+
+
+async def test_cors_for_any_origin_never_allows_credentials() -> None:
+    from app.main import create_app
+
+    # The CORS middleware answers a preflight itself: no lifespan is needed.
+    app = create_app(make_settings(cors_origins="*"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.options(
+            USERS,
+            headers={"Origin": "https://anywhere.example", "Access-Control-Request-Method": "POST"},
+        )
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == "*"
+    # With credentials any site could read a logged-in user's answers.
+    assert "access-control-allow-credentials" not in r.headers
+
+
+async def test_simple_cross_origin_request_exposes_the_request_id_and_retry_after(
+    cors_client: httpx.AsyncClient,
+) -> None:
+    r = await cors_client.get("/health/live", headers={"Origin": "https://app.example.com"})
+    assert r.status_code == 200, r.text
+    exposed = r.headers["access-control-expose-headers"].lower().split(",")
+    assert {name.strip() for name in exposed} == {"x-request-id", "retry-after"}
 
 
 async def test_cors_preflight_from_unknown_origin_returns_400_problem(
