@@ -107,6 +107,15 @@ def project_environment(
         yield env
 
 
+def coverage_args(project: Path) -> list[str]:
+    """The pytest arguments that measure coverage, for a project whose pyproject sets a floor."""
+    pyproject = nox.project.load_toml(project / "pyproject.toml")
+    if "report" not in pyproject.get("tool", {}).get("coverage", {}):
+        return []
+    # fail_under, show_missing and skip_covered come from the project's own table.
+    return ["--cov", "--cov-report=term-missing:skip-covered"]
+
+
 def run_project_tests(
     session: nox.Session,
     project: Path,
@@ -115,12 +124,17 @@ def run_project_tests(
     redis_db: int,
     pytest_args: list[str] | None = None,
 ) -> None:
-    """Install a project with its test group and run its tests against its own servers."""
+    """Install a project with its test group and run its tests against its own servers.
+
+    Without arguments after `--`, a project with a coverage floor is measured
+    against it; with them, pytest gets those arguments only.
+    """
     deps = requirements(project, "test")
     with project_environment(session, deps, database=database, redis_db=redis_db) as env:
         session.chdir(project)
-        args = session.posargs if pytest_args is None else pytest_args
-        session.run("pytest", *args, env=env)
+        if pytest_args is None:
+            pytest_args = session.posargs or coverage_args(project)
+        session.run("pytest", *pytest_args, env=env)
 
 
 @nox.session

@@ -23,6 +23,13 @@ async def test_wrong_method_returns_405_problem(client: httpx.AsyncClient) -> No
     assert r.headers["allow"] == "GET"
 
 
+async def test_a_405_allows_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    # Three routes share this path, one per method: the Allow header names all of them.
+    r = await client.put(f"{USERS}/0b7e3f52-8c0e-4a7e-9a38-9f1c1c2f6a11")
+    assert_problem(r, 405)
+    assert r.headers["allow"] == "DELETE, GET, PATCH"
+
+
 async def test_sane_request_id_is_echoed(client: httpx.AsyncClient) -> None:
     r = await client.get("/health/live", headers={"X-Request-ID": "abc.DEF-123_x"})
     assert r.headers["x-request-id"] == "abc.DEF-123_x"
