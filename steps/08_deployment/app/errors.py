@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.logging import request_id_var
 from app.repository import EmailTakenError, InvalidCursorError
@@ -32,6 +33,9 @@ _DEFAULT_DETAILS = {
     500: "The server failed to handle this request; the request id identifies it in the logs.",
     503: "The service is temporarily unavailable; try again shortly.",
 }
+
+# The methods a 405's Allow header can name, in the order it names them.
+_HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 # Exceptions meaning "PostgreSQL is not answering": a 503 the client may retry, not a 500.
 DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
@@ -82,11 +86,29 @@ def problem_response(
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path, for a 405's Allow header."""
+    # Starlette's Allow names only the first route whose path matched, and
+    # FastAPI makes one route per method: GET, PATCH and DELETE of /users/{id}
+    # are three routes. RFC 9110 asks for all of them, so ask every route.
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    )
+
+
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     error = cast(StarletteHTTPException, exc)
     # Starlette fills detail with the status phrase ("Not Found"): say something useful instead.
     detail = error.detail if error.detail != HTTPStatus(error.status_code).phrase else None
-    return problem_response(error.status_code, detail, request.url.path, error.headers)
+    headers = dict(error.headers or {})
+    if error.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return problem_response(error.status_code, detail, request.url.path, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

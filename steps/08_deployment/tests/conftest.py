@@ -1,8 +1,38 @@
-"""Fixtures: settings -> database -> app -> client, each test inside a rolled-back transaction."""
+"""Fixtures: settings -> database -> app -> client, each test inside a rolled-back transaction.
+
+The chain, each link built from the one above it:
+
+    settings            make_settings(): the test database and Redis, cheap hashes (once per run)
+       |
+    database            dropped, created and migrated to head with Alembic (once per run)
+       |
+    connection          one connection, its outer transaction rolled back after each test
+       |
+    sessionmaker        sessions on that connection: a commit only releases a savepoint
+       |
+    app                 create_app(settings); requesting it flushes the test Redis database
+       |
+    client              the app's lifespan run, an httpx client over ASGI, the
+       |                requests on the test's sessionmaker (through the lifespan state)
+    user, tokens,       sign-ups and logins through the API itself
+    auth_headers
+
+`redis` flushes the test Redis database before and after each test, so no
+rate-limit count or cached user leaks from one test into the next.
+
+What cannot run inside one rolled-back transaction: anything that needs two
+connections to PostgreSQL at once. Concurrent requests that must each hold a
+lock (racing sign-ups, updates and password changes), a row lock held by the
+test while a request waits for it, and a request's own backend cut by
+pg_terminate_backend all need the app's real pool and rows another connection
+can see. Those tests use `committing_client` (or `open_client(app)` on an app of
+their own): its writes are committed for real and deleted after the test.
+"""
 
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +43,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from hypothesis import settings as hypothesis_settings
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -25,6 +56,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Receive, Scope, Send
 from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
+from tests.lock_holder import delete_users
 from tests.served import (
     ImageCommand,
     Instance,
@@ -39,6 +71,14 @@ from app.main import create_app
 
 # Redis fixtures live in their own module; registered here for every test.
 pytest_plugins = ["tests.redis_fixtures"]
+
+# Property tests run the same examples on every run and machine (derandomize), a
+# bounded number of them, with no per-example deadline a busy machine could
+# miss, and write no example database into the project.
+hypothesis_settings.register_profile(
+    "workshop", derandomize=True, max_examples=200, deadline=None, database=None
+)
+hypothesis_settings.load_profile("workshop")
 
 # The project's folder (alembic.ini, migrations/), found from the package under
 # test rather than from this file: the tests judge whichever app/ is imported.
@@ -230,6 +270,14 @@ async def delete_all_users(url: str) -> None:
 
 
 @pytest.fixture
+async def committed_email(database: str) -> AsyncIterator[str]:
+    """A fresh email for a user signed up through the real pool; the user is deleted after."""
+    address = f"committed-{uuid.uuid4().hex[:12]}@example.com"
+    yield address
+    await delete_users(database, address)
+
+
+@pytest.fixture
 async def committing_client(app: FastAPI, database: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client on the app's real pool: its writes are committed, and deleted after the test."""
     try:
@@ -392,6 +440,14 @@ async def log_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def sign_up_and_log_in(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> tuple[str, dict[str, str]]:
+    """Sign up and log in through the API; return the user's id and Authorization header."""
+    created = await sign_up(client, email, password)
+    return created["id"], bearer((await log_in(client, email, password))["access_token"])
 
 
 async def promote(connection: AsyncConnection, user_id: str) -> None:

@@ -45,6 +45,14 @@ async def test_a_wrong_method_is_a_405_problem_with_allow(client: httpx.AsyncCli
     assert response.headers["allow"] == "GET"
 
 
+async def test_a_405_allows_every_method_of_the_path(client: httpx.AsyncClient) -> None:
+    # Three routes share this path, one per method: the Allow header names all of them.
+    response = await client.put(f"{USERS}/0b7e3f52-8c0e-4a7e-9a38-9f1c1c2f6a11")
+
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "DELETE, GET, PATCH"
+
+
 async def test_a_host_that_is_not_ours_is_a_400_problem(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/health/live", headers={"Host": "evil.example"}), 400)
 
