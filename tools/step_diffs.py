@@ -43,10 +43,12 @@ IGNORED_PARTS = {
     ".ruff_cache",
     ".venv",
     ".nox",
+    ".hypothesis",
 }
 IGNORED_SUFFIXES = {".pyc", ".pyo", ".egg-info"}
-# learn.toml is what the learner check reads about a step, not a part of its layer.
-IGNORED_NAMES = {".env", "learn.toml"}
+# learn.toml is what the learner check reads about a step, not a part of its layer;
+# .coverage is the data a coverage run leaves behind.
+IGNORED_NAMES = {".env", "learn.toml", ".coverage"}
 # A step's exercises and their answers are its own, not part of the layer it adds.
 IGNORED_TOP_LEVEL = {"exercises"}
 
