@@ -1,20 +1,32 @@
-"""final/Dockerfile: read and checked, since no Docker engine builds it here."""
+"""The Dockerfiles of final/ and the last step, read and checked: no Docker engine builds them."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from helpers import ROOT
 
 FINAL = ROOT / "final"
+# Every project that ships an image: final/, and the step that introduces it.
+PROJECTS = sorted(
+    {path.parent for path in [*ROOT.glob("steps/*/Dockerfile"), FINAL / "Dockerfile"]}
+)
+
+
+@pytest.fixture(scope="module", params=PROJECTS, ids=lambda path: path.relative_to(ROOT).as_posix())
+def project(request: pytest.FixtureRequest) -> Path:
+    """One project with a Dockerfile."""
+    path: Path = request.param
+    return path
 
 
 @pytest.fixture(scope="module")
-def instructions() -> list[tuple[str, str]]:
+def instructions(project: Path) -> list[tuple[str, str]]:
     """Return the Dockerfile's (INSTRUCTION, arguments), continuation lines joined."""
-    text = (FINAL / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    text = (project / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
     parsed = []
     for line in text.splitlines():
         line = line.strip()
@@ -50,6 +62,13 @@ def test_the_command_is_exec_form_so_uvicorn_gets_sigterm(
     assert argv[:2] == ["uvicorn", "app.main:app"]
 
 
+def test_the_command_bounds_the_graceful_shutdown(instructions: list[tuple[str, str]]) -> None:
+    (command,) = [arguments for keyword, arguments in instructions if keyword == "CMD"]
+    argv = json.loads(command)
+    # Below Kubernetes' grace period (final/deploy), so SIGKILL never cuts a finishing request.
+    assert "--timeout-graceful-shutdown" in argv, argv
+
+
 def test_the_health_check_asks_the_liveness_route(instructions: list[tuple[str, str]]) -> None:
     (check,) = [arguments for keyword, arguments in instructions if keyword == "HEALTHCHECK"]
     assert "/health/live" in check
@@ -62,12 +81,12 @@ def test_no_secret_is_baked_into_the_image(instructions: list[tuple[str, str]]) 
 
 
 def test_the_image_carries_the_migrations_the_compose_file_runs(
-    instructions: list[tuple[str, str]],
+    project: Path, instructions: list[tuple[str, str]]
 ) -> None:
     copied = " ".join(arguments for keyword, arguments in instructions if keyword == "COPY")
     for needed in ("alembic.ini", "migrations", "app"):
         assert needed in copied, f"the image lacks {needed}"
-    ignored = (FINAL / ".dockerignore").read_text(encoding="utf-8").split()
+    ignored = (project / ".dockerignore").read_text(encoding="utf-8").split()
     assert ".env" in ignored, "a developer's .env must never reach the build context"
 
 
@@ -78,3 +97,12 @@ def test_the_image_installs_the_project_as_a_package(
     # The dependencies first (a cached layer), then the project itself without them.
     assert any("-r pyproject.toml" in run for run in runs), runs
     assert any(run.rstrip().endswith("--no-deps .") for run in runs), runs
+
+
+def test_the_last_step_ships_final_s_image() -> None:
+    steps = sorted(ROOT.glob("steps/*/pyproject.toml"))
+    last = steps[-1].parent
+    for name in ("Dockerfile", ".dockerignore"):
+        assert (last / name).read_text(encoding="utf-8") == (FINAL / name).read_text(
+            encoding="utf-8"
+        ), f"{last.name}/{name} differs from final/{name}"

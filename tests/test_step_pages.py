@@ -75,6 +75,8 @@ def file_lines(target: str) -> list[Line]:
 
 def included_lines(target: str) -> list[Line]:
     """Return the file lines one include shows."""
+    if target.startswith(".generated/beyond-step-"):
+        return []  # final/ against the last step: diffs of final/'s files, on a page of its own
     if not target.startswith(GENERATED):
         return file_lines(target)
     rest = target.removeprefix(GENERATED)

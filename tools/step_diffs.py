@@ -8,12 +8,18 @@ and the step pages include the files with pymdownx.snippets. For a step NN_name:
                               instead of the whole file (new files are included whole)
     NN_name.diff              the whole step's diff, to read on its own
 
+and, beside them, what final/ has beyond the last step (`beyond-step-NN/`: the
+same table and per-file diffs, over app/, migrations/ and tests/ only), for the
+page "From step 08 to final/".
+
 Run it by hand with `python tools/step_diffs.py` to look at the files.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +27,13 @@ from typing import Any, Literal
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ROOT / "steps"
 OUTPUT = ROOT / ".generated" / "step-diffs"
+FINAL = ROOT / "final"
+BEYOND_OUTPUT = ROOT / ".generated"
+# What the last step and final/ must hold alike, except for the files the page names.
+COMPARED_WITH_FINAL = {"app", "migrations", "tests"}
+# A line that only marks a named section for pymdownx.snippets: docs outside the
+# steps include parts of final/, and a step keeps no marker no page includes.
+SNIPPET_MARKER = re.compile(r"^\s*# --8<-- \[(start|end):[^\]]+\]\s*$")
 
 # Caches and local environments are not part of a snapshot.
 IGNORED_PARTS = {
@@ -78,12 +91,43 @@ def snapshot(directory: Path | None) -> dict[str, list[str]]:
     return files
 
 
-def changes(old: Path | None, new: Path) -> list[Change]:
-    """Return the files that differ from snapshot `old` to snapshot `new`, by path."""
+def without_snippet_markers(lines: list[str]) -> list[str]:
+    """Return the lines without snippet markers, nor the blank lines only a marker separated."""
+    kept: list[str] = []
+    after_marker_and_blank = False
+    for line in lines:
+        if SNIPPET_MARKER.match(line):
+            # "code, blank, marker, blank, code" is "code, blank, code" without it.
+            after_marker_and_blank = bool(kept) and not kept[-1].strip()
+            continue
+        if after_marker_and_blank and not line.strip():
+            continue
+        after_marker_and_blank = False
+        kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return kept
+
+
+def changes(
+    old: Path | None,
+    new: Path,
+    *,
+    within: set[str] | None = None,
+    normalise: Callable[[list[str]], list[str]] = list,
+) -> list[Change]:
+    """Return the files that differ from snapshot `old` to snapshot `new`, by path.
+
+    `within` keeps only the files under those top-level folders; `normalise`
+    rewrites each file's lines before they are compared and diffed.
+    """
     before, after = snapshot(old), snapshot(new)
     found: list[Change] = []
     for name in sorted(before.keys() | after.keys()):
-        old_lines, new_lines = before.get(name, []), after.get(name, [])
+        if within is not None and name.split("/", 1)[0] not in within:
+            continue
+        old_lines = normalise(before[name]) if name in before else []
+        new_lines = normalise(after[name]) if name in after else []
         if old_lines == new_lines:
             continue
         lines = list(
@@ -157,12 +201,45 @@ def write_step_diffs(steps: Path = STEPS, output: Path = OUTPUT) -> list[Path]:
     return written
 
 
+def beyond_last_step(steps: Path = STEPS, final: Path = FINAL) -> tuple[str, list[Change]]:
+    """Return the last step's name and the files in which final/ differs from it, markers aside."""
+    last = max(path for path in steps.iterdir() if (path / "pyproject.toml").is_file())
+    return last.name, changes(
+        last, final, within=COMPARED_WITH_FINAL, normalise=without_snippet_markers
+    )
+
+
+def beyond_name(last_step: str) -> str:
+    """The name of the generated table and folder for what final/ adds beyond a step."""
+    return f"beyond-step-{last_step.split('_', 1)[0]}"
+
+
+def write_beyond_last_step(
+    steps: Path = STEPS, final: Path = FINAL, output: Path = BEYOND_OUTPUT
+) -> Path:
+    """Write the table and per-file diffs from the last step to final/; return the table."""
+    last, found = beyond_last_step(steps, final)
+    name = beyond_name(last)
+    per_file = output / name
+    # Every kind gets its diff here: a file only final/ has is shown as one too.
+    wanted = {per_file / f"{change.path}.diff": change.diff for change in found}
+    for stale in per_file.rglob("*.diff") if per_file.is_dir() else []:
+        if stale not in wanted:
+            stale.unlink()
+    for target, text in wanted.items():
+        _write_if_changed(target, text)
+    table = output / f"{name}.md"
+    _write_if_changed(table, summary_table(found))
+    return table
+
+
 def on_config(config: Any) -> Any:
     """Mkdocs hook: generate the diffs before any page includes them."""
     write_step_diffs()
+    write_beyond_last_step()
     return config
 
 
 if __name__ == "__main__":
-    for path in write_step_diffs():
+    for path in [*write_step_diffs(), write_beyond_last_step()]:
         print(path.relative_to(ROOT))

@@ -1,1 +1,1 @@
-"""The workshop's reference service: a FastAPI user service on PostgreSQL and Redis."""
+"""The workshop's user service."""

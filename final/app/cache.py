@@ -22,7 +22,7 @@ CACHE_VERSION = 1
 
 
 def user_key(user_id: str, version: int = CACHE_VERSION) -> str:
-    """The Redis key of a user's cached JSON (the token fast path reads it directly)."""
+    """The Redis key of a user's cached JSON."""
     return f"v{version}:user:{user_id}"
 
 
@@ -151,7 +151,7 @@ class UserCache:
         self._in_flight: dict[str, asyncio.Future[tuple[bytes | None, bool]]] = {}
 
     def key(self, user_id: str) -> str:
-        """The Redis key of a user's cached JSON (the fast path reads it directly)."""
+        """The Redis key of a user's cached JSON."""
         return user_key(user_id, self._version)
 
     def count_hit(self) -> None:

@@ -19,6 +19,7 @@ LogFormat = Literal["json", "console"]
 # Public on purpose, so that production can recognise and refuse it.
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-never-use-in-production"  # noqa: S105
 MIN_SECRET_KEY_BYTES = 32
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 # The error type of our own checks: their message already reads as a sentence.
 _SETTING_ERROR = "invalid_setting"
@@ -110,7 +111,7 @@ class Settings(BaseSettings):
     # Short: a load balancer asks often, and a hung database must read as "not ready".
     health_check_timeout_seconds: float = Field(default=1.0, gt=0)
     # Bodies larger than this get 413 before the route reads them.
-    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1)
 
     # Redis, the cache and the rate limit.
     # Short timeouts: a Redis that stops answering costs each request at most

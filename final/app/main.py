@@ -1,4 +1,4 @@
-"""The application factory and its lifespan."""
+"""The FastAPI application: its factory and its lifespan."""
 
 import gc
 from collections.abc import AsyncIterator, Iterator
@@ -49,17 +49,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings)
     # One registry per app: several apps in one process (tests) never collide.
     instruments = Metrics()
-    # One per app, not per lifespan: its limit on concurrent hashing covers every route.
+    # One per app: it holds the Argon2id cost these settings chose, and the
+    # limit on concurrent hashing that every route shares.
     password_hasher = PasswordHasher(settings)
 
     # --8<-- [start:lifespan]
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
-        """Create the shared clients at start-up and close them, in reverse order, at shutdown."""
+        """Open the shared clients at start-up, lend them to requests, close them at shutdown."""
         # No connection is opened here: both pools connect on first use, so the
         # process starts (and /health/ready reports 503) while PostgreSQL is
         # down, and serves without its cache while Redis is.
-        # The exit stack closes them in reverse order of creation. uvicorn
+        # The exit stack closes what it was given in reverse order. uvicorn
         # runs that after in-flight requests have finished (or
         # --timeout-graceful-shutdown has passed), so no call loses its connection.
         async with AsyncExitStack() as resources:
@@ -103,9 +104,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Workshop user service",
         version="0.1.0",
         lifespan=lifespan,
-        # FastAPI's native OpenTelemetry hooks cost 5-7% per request even with
-        # no provider, and trace every request once an SDK is configured. We
-        # expose Prometheus metrics instead; turn tracing on deliberately if you want it.
+        # FastAPI's native OpenTelemetry hooks are on by default: they cost 5-7%
+        # per request with no provider set, and start tracing every request as
+        # soon as an OTel SDK is configured. This service exposes Prometheus
+        # metrics instead; turn tracing on deliberately if you want it.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         # Replaced by install_docs: FastAPI's own pages load their scripts from a CDN.
         docs_url=None,

@@ -19,12 +19,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.config import Settings
+from app.config import DEFAULT_MAX_BODY_BYTES, Settings
 from app.errors import internal_error_response, problem_response
 from app.logging import request_id_var
 from app.metrics import Metrics
 
 __all__ = [
+    "DEFAULT_MAX_BODY_BYTES",  # defined in app.config, the MAX_BODY_BYTES setting's default
     "ProblemCORSMiddleware",
     "RequestGuardMiddleware",
     "RequestObserverMiddleware",
@@ -202,7 +203,12 @@ class RequestGuardMiddleware:
       the log. It then still flows through every layer above.
     """
 
-    def __init__(self, app: ASGIApp, allowed_hosts: list[str], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_hosts: list[str],
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.allow_any_host = "*" in allowed_hosts
         self.exact_hosts = {host.lower() for host in allowed_hosts if not host.startswith("*.")}

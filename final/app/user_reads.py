@@ -32,7 +32,7 @@ async def read_user_json(
 
     async def load() -> bytes | None:
         # A session only on a miss: building and closing one costs a cached
-        # read about a fifth of its time (docs/performance.md).
+        # read about a fifth of its time.
         async with state["sessionmaker"]() as session:
             user = await UserRepository(session).get(user_id)
         return None if user is None else public_user_json(user)

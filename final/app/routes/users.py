@@ -22,8 +22,7 @@ from app.user_reads import invalidate_user, json_response, read_user_json
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 _NOT_FOUND = "No user with this id exists."
-# Error answers particular to these routes; those every route of a kind gives
-# (401, 403 for admins, 422, 429, 503) are read off the dependencies by app/openapi.py.
+# Error answers particular to these routes, for the OpenAPI schema.
 _Responses = dict[int | str, dict[str, Any]]
 _NO_SUCH_USER: _Responses = {404: {"description": "No such user, or not one you may see."}}
 _DELETED_SINCE_TOKEN_CHECK: _Responses = {404: {"description": "The account was just deleted."}}
