@@ -20,7 +20,7 @@ def redis_server_binary() -> str:
         raise RuntimeError(
             "These tests start a redis-server of their own and none was found: install "
             "Redis, set REDIS_SERVER to a redis-server (or valkey-server) binary, or run "
-            'the tests through `./workshop -s "step(05_auth)"`, which sets it.'
+            'the tests through `./workshop -s "step(07_testing)"`, which sets it.'
         )
     return found
 

@@ -27,6 +27,8 @@ from sqlalchemy.pool import NullPool
 from tests.conftest import assert_problem, open_client, sign_up_and_log_in
 from tests.lock_holder import execute_committed, lock_holder
 
+# The learner check of step 07: the tests its task "catch-connection-cuts" asks for.
+pytestmark = pytest.mark.task("catch-connection-cuts")
 ME = "/api/v1/users/me"
 UNAVAILABLE = "The database is unavailable; try again shortly."
 # The advisory lock the deferred trigger waits for; any number no other test takes.
