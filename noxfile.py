@@ -381,6 +381,9 @@ def mutation(session: nox.Session) -> None:
     deps = {spec for project in projects for spec in requirements(project, "test")}
     session.install(*sorted(deps), *nox.project.dependency_groups(PYPROJECT, "mutation"))
     chosen = mutation_targets(session, projects)
+    # One mutant at a time by default: the mutants' test runs share one database
+    # (each run recreates it) and one Redis database (each test flushes it).
+    max_children = os.environ.get("MUTATION_MAX_CHILDREN", "1")
     with services.provide(postgres=True, redis=True) as found:
         for project, modules in chosen.items():
             name = project.relative_to(ROOT).as_posix()
@@ -401,7 +404,7 @@ def mutation(session: nox.Session) -> None:
             session.chdir(workdir)
             globs = [module_glob(module) for module in modules]
             # mutmut exits 0 with survivors; the report below judges them.
-            session.run("mutmut", "run", "--max-children", "2", *globs, env=env)
+            session.run("mutmut", "run", "--max-children", max_children, *globs, env=env)
             session.run(
                 "python",
                 str(ROOT / "tools" / "mutation.py"),

@@ -57,6 +57,11 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
         "do_not_mutate": ["app/__main__.py"],
         "also_copy": also_copy,
         "pytest_add_cli_args": ["--ignore=tests/test_cli.py", *unused_plugins(project)],
+        # Fork each mutant's run from a process that has collected the tests but
+        # run none: a process that has run them holds thread pools whose threads
+        # a fork does not copy (final/'s password hashing), and every mutant
+        # whose tests hash a password would wait on them until its timeout.
+        "process_isolation": "forkserver",
         # A mutant that makes a test hang (a lock never released, a loop that
         # never ends) counts as caught once its tests take much longer than they
         # did unmutated. mutmut's wall-clock limit is half of this CPU limit, and
