@@ -95,7 +95,12 @@ MUTATED_FINAL_MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_user_cache_api.py",
         "tests/test_redis_server_faults.py",
     ),
-    "app/user_reads.py": ("tests/test_user_cache_api.py", "tests/test_cache.py"),
+    "app/user_reads.py": (
+        "tests/test_user_cache_api.py",
+        "tests/test_cache.py",
+        # A cached read keeps the RateLimit headers: checked with the limits.
+        "tests/test_rate_limits_api.py",
+    ),
     "app/errors.py": (
         "tests/test_middleware_and_errors.py",
         "tests/test_database_errors.py",
