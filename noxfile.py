@@ -51,17 +51,76 @@ BROWSER_REDIS_DB = 14
 
 # What `nox -s mutation` mutates: final/'s security-critical modules, and every
 # step's whole app/ (a new step joins by existing). See docs/reference/mutation.md.
-MUTATED_FINAL_MODULES = (
-    "app/deps.py",
-    "app/repository.py",
-    "app/ratelimit.py",
-    "app/limit_policy.py",
-    "app/cache.py",
-    "app/user_reads.py",
-    "app/errors.py",
-    "app/middleware.py",
-    "app/session_markers.py",
-)
+# Each of final/'s modules names the test files that judge it: its mutants run
+# only those files' tests that reach the mutated function (the whole suite
+# reaches the middleware and the token check, ~300 tests a mutant).
+MUTATED_FINAL_MODULES: dict[str, tuple[str, ...]] = {
+    "app/deps.py": (
+        "tests/test_auth_tokens.py",
+        "tests/test_auth_fastpath.py",
+        "tests/test_auth_sessions.py",
+        "tests/test_auth_rbac.py",
+        "tests/test_auth_hashing.py",
+        "tests/test_database_errors.py",
+    ),
+    "app/security.py": (
+        "tests/test_auth_tokens.py",
+        "tests/test_auth_login.py",
+        "tests/test_auth_sessions.py",
+        "tests/test_auth_hashing.py",
+        "tests/test_password_races.py",
+    ),
+    "app/repository.py": (
+        "tests/test_repository.py",
+        "tests/test_users_api.py",
+        "tests/test_auth_sessions.py",
+        "tests/test_auth_rbac.py",
+        "tests/test_admin_races.py",
+        "tests/test_properties.py",
+    ),
+    "app/ratelimit.py": (
+        "tests/test_ratelimit.py",
+        "tests/test_rate_limits_api.py",
+        "tests/test_session_markers.py",
+        "tests/test_redis_refusals.py",
+        "tests/test_properties.py",
+    ),
+    "app/limit_policy.py": (
+        "tests/test_login_limit.py",
+        "tests/test_rate_limits_api.py",
+        "tests/test_auth_fastpath.py",
+    ),
+    "app/cache.py": (
+        "tests/test_cache.py",
+        "tests/test_user_cache_api.py",
+        "tests/test_redis_server_faults.py",
+    ),
+    "app/user_reads.py": (
+        "tests/test_user_cache_api.py",
+        "tests/test_cache.py",
+        # A cached read keeps the RateLimit headers: checked with the limits.
+        "tests/test_rate_limits_api.py",
+    ),
+    "app/errors.py": (
+        "tests/test_middleware_and_errors.py",
+        "tests/test_database_errors.py",
+        "tests/test_database_connection_cuts.py",
+        "tests/test_users_api.py",
+        "tests/test_auth_tokens.py",
+        "tests/test_auth_hashing.py",
+    ),
+    "app/middleware.py": (
+        "tests/test_middleware_and_errors.py",
+        "tests/test_logging.py",
+        "tests/test_metrics.py",
+    ),
+    "app/session_markers.py": (
+        "tests/test_session_markers.py",
+        "tests/test_auth_fastpath.py",
+        "tests/test_auth_sessions.py",
+        "tests/test_admin_races.py",
+    ),
+}
 # CI sets it: there the browser session fails, rather than skips, without a Chromium.
 BROWSER_REQUIRED = os.environ.get("WORKSHOP_BROWSER", "").strip().lower() == "required"
 # The learner check and the authors' check of the steps: one learner, one step at a time.
@@ -398,6 +457,9 @@ def mutation(session: nox.Session) -> None:
     deps = {spec for project in projects for spec in requirements(project, "test")}
     session.install(*sorted(deps), *nox.project.dependency_groups(PYPROJECT, "mutation"))
     chosen = mutation_targets(session, projects)
+    # One mutant at a time by default: the mutants' test runs share one database
+    # (each run recreates it) and one Redis database (each test flushes it).
+    max_children = os.environ.get("MUTATION_MAX_CHILDREN", "1")
     with services.provide(postgres=True, redis=True) as found:
         for project, modules in chosen.items():
             name = project.relative_to(ROOT).as_posix()
@@ -405,29 +467,40 @@ def mutation(session: nox.Session) -> None:
                 "DATABASE_URL": found.database_url(f"workshop_mutation_{project.name}"),
                 "REDIS_URL": found.redis_url(MUTATION_REDIS_DB),
             }
-            workdir = ROOT / ".mutation" / project.name
-            session.run(
-                "python",
-                str(ROOT / "tools" / "mutation.py"),
-                "prepare",
-                str(project),
-                str(workdir),
-                *projects[project],
-                silent=True,
-            )
-            session.chdir(workdir)
-            globs = [module_glob(module) for module in modules]
-            # mutmut exits 0 with survivors; the report below judges them.
-            session.run("mutmut", "run", "--max-children", "2", *globs, env=env)
-            session.run(
-                "python",
-                str(ROOT / "tools" / "mutation.py"),
-                "report",
-                name,
-                *globs,
-                env=env,
-            )
-            session.chdir(ROOT)
+            for workdir, mutated, tests, globs in mutation_runs(
+                project, projects[project], modules
+            ):
+                prepare = ["prepare", str(project), str(workdir), *mutated, "--tests", *tests]
+                session.run("python", str(ROOT / "tools" / "mutation.py"), *prepare, silent=True)
+                session.chdir(workdir)
+                # mutmut exits 0 with survivors; the report below judges them.
+                session.run("mutmut", "run", "--max-children", max_children, *globs, env=env)
+                report = ["report", name, *globs]
+                session.run("python", str(ROOT / "tools" / "mutation.py"), *report, env=env)
+                session.chdir(ROOT)
+
+
+def mutation_runs(
+    project: Path, mutated: list[str], chosen: list[str]
+) -> Iterator[tuple[Path, list[str], tuple[str, ...], list[str]]]:
+    """Each mutmut run of a project: its work directory, modules, test files and mutant globs.
+
+    A step is one run over its whole app/, with all its tests. Each of final/'s
+    modules is a run of its own, in a work directory of its own: mutmut maps
+    tests to functions once per work directory, over the test files named for
+    the module, and a change of those files would void another module's results.
+    """
+    workdir = ROOT / ".mutation" / project.name
+    if project != FINAL:
+        yield workdir, mutated, (), [module_glob(module) for module in chosen]
+        return
+    for module in chosen:
+        yield (
+            workdir / Path(module).stem,
+            [module],
+            MUTATED_FINAL_MODULES[module],
+            [module_glob(module)],
+        )
 
 
 def mutation_targets(
@@ -443,6 +516,11 @@ def mutation_targets(
         if project is None:
             session.error(f"{arg} is not in final/ or a step: name a project or a module in one.")
         module = path.relative_to(project).as_posix() if path != project else None
+        if project == FINAL and module is not None and module not in MUTATED_FINAL_MODULES:
+            session.error(
+                f"{arg} is not one of final/'s mutated modules: add it to "
+                "MUTATED_FINAL_MODULES in noxfile.py, with the test files that judge it."
+            )
         chosen.setdefault(project, [])
         if module is None:
             chosen[project] = projects[project]

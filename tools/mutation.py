@@ -1,12 +1,13 @@
 """Prepare a project for mutmut, and report its score per module (run by `nox -s mutation`).
 
-    python tools/mutation.py prepare PROJECT WORKDIR MODULE...
+    python tools/mutation.py prepare PROJECT WORKDIR MODULE... [--tests TEST_FILE...]
     python tools/mutation.py report NAME PATTERN...      (from WORKDIR, after `mutmut run`)
 
 mutmut mutates a copy of the code under `mutants/` and reads its settings from
 the project's pyproject.toml: `prepare` copies the project into a work
 directory of its own (the tree itself is never touched and needs no mutmut
-section) and adds the settings there. `report` prints the killed share of each
+section) and adds the settings there; `--tests` names the test files that
+judge the modules (without it, the whole suite). `report` prints the killed share of each
 module and every surviving mutant as a diff, and marks the survivors that
 tools/mutation_equivalents.toml lists as equivalent (same behaviour as the
 code, so no test can kill them), with the reason given there.
@@ -34,7 +35,7 @@ TIMEOUT = {24, -24, 36, 152, 255}
 NO_TESTS = {5, 33}
 
 
-def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
+def prepare(project: Path, workdir: Path, modules: list[str], tests: list[str]) -> None:
     """Copy the project into workdir and add mutmut's settings; keep earlier results."""
     workdir.mkdir(parents=True, exist_ok=True)
     copied_pyproject = workdir / "pyproject.toml"
@@ -57,6 +58,13 @@ def prepare(project: Path, workdir: Path, modules: list[str]) -> None:
         "do_not_mutate": ["app/__main__.py"],
         "also_copy": also_copy,
         "pytest_add_cli_args": ["--ignore=tests/test_cli.py", *unused_plugins(project)],
+        # The tests mutmut maps to functions, and so the only ones a mutant can run.
+        "pytest_add_cli_args_test_selection": tests,
+        # Fork each mutant's run from a process that has collected the tests but
+        # run none: a process that has run them holds thread pools whose threads
+        # a fork does not copy (final/'s password hashing), and every mutant
+        # whose tests hash a password would wait on them until its timeout.
+        "process_isolation": "forkserver",
         # A mutant that makes a test hang (a lock never released, a loop that
         # never ends) counts as caught once its tests take much longer than they
         # did unmutated. mutmut's wall-clock limit is half of this CPU limit, and
@@ -177,8 +185,10 @@ def main(argv: list[str]) -> int:
     """Dispatch `prepare` and `report`."""
     command, *args = argv
     if command == "prepare":
-        project, workdir, *modules = args
-        prepare(Path(project), Path(workdir), modules)
+        project, workdir, *rest = args
+        at = rest.index("--tests") if "--tests" in rest else len(rest)
+        modules, tests = rest[:at], rest[at + 1 :]
+        prepare(Path(project), Path(workdir), modules, tests)
         return 0
     if command == "report":
         name, *patterns = args

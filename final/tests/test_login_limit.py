@@ -111,15 +111,44 @@ async def test_one_account_is_limited_across_client_addresses(
     settings = make_settings(login_rate_limit="2/minute", trusted_proxies="127.0.0.1")
     async with running(settings, sessionmaker) as client:
         seen = [
-            (
-                await log_in(
-                    client, "ada@example.com", headers={"X-Forwarded-For": f"203.0.113.{n}"}
-                )
-            ).status_code
+            await log_in(client, "ada@example.com", headers={"X-Forwarded-For": f"203.0.113.{n}"})
             for n in range(3)
         ]
 
-    assert seen == [401, 401, 429]
+    assert [r.status_code for r in seen] == [401, 401, 429]
+    # Refused by the account's count (each address is fresh): under the login policy too.
+    assert seen[-1].headers["ratelimit-policy"] == '"login";q=2;w=60'
+
+
+async def test_one_accounts_guesses_leave_other_accounts_their_own_count(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    settings = make_settings(login_rate_limit="2/minute", trusted_proxies="127.0.0.1")
+    async with running(settings, sessionmaker) as client:
+        for n in range(2):
+            await log_in(client, "ada@example.com", headers={"X-Forwarded-For": f"203.0.113.{n}"})
+        other = await log_in(
+            client, "grace@example.com", headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+
+    assert other.status_code == 401, other.text
+
+
+async def test_accounts_told_apart_only_by_upper_case_keep_their_own_counts(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # Emails are compared lower-cased: upper-casing would merge "ß" with "ss" and
+    # let guesses at one account refuse another's logins.
+    settings = make_settings(login_rate_limit="2/minute", trusted_proxies="127.0.0.1")
+    async with running(settings, sessionmaker) as client:
+        for n in range(2):
+            headers = {"X-Forwarded-For": f"203.0.113.{n}"}
+            await log_in(client, "straße@example.com", headers=headers)
+        other = await log_in(
+            client, "strasse@example.com", headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+
+    assert other.status_code == 401, other.text
 
 
 async def test_one_account_is_limited_across_spellings_of_its_email(
@@ -145,6 +174,23 @@ async def test_one_client_is_limited_across_accounts(
         seen = [(await log_in(client, f"user{n}@example.com")).status_code for n in range(3)]
 
     assert seen == [401, 401, 429]
+
+
+async def test_one_clients_guesses_leave_other_clients_their_own_count(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    # Behind a trusted proxy, each forwarded address is a client of its own.
+    settings = make_settings(login_rate_limit="2/minute", trusted_proxies="127.0.0.1")
+    async with running(settings, sessionmaker) as client:
+        for n in range(2):
+            await log_in(client, f"user{n}@example.com", headers={"X-Forwarded-For": "203.0.113.1"})
+        other = await log_in(
+            client, "user8@example.com", headers={"X-Forwarded-For": "203.0.113.2"}
+        )
+        same = await log_in(client, "user9@example.com", headers={"X-Forwarded-For": "203.0.113.1"})
+
+    assert other.status_code == 401, other.text
+    assert_problem(same, 429)
 
 
 async def test_without_redis_logins_are_still_limited_by_the_process(

@@ -58,6 +58,19 @@ async def test_the_request_after_the_limit_gets_429_with_retry_after_and_ratelim
     assert_ratelimit(r, remaining=0, full_after=60, took=took)
 
 
+async def test_a_refusal_for_one_second_says_second_not_seconds(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(make_settings(rate_limit="1/second"), sessionmaker) as client:
+        # The first request is allowed; the next within the second is refused.
+        responses = [await client.get(ME) for _ in range(10)]
+    refused = next(r for r in responses if r.status_code == 429)
+
+    body = assert_problem(refused, 429)
+    assert refused.headers["retry-after"] == "1"
+    assert body["detail"] == "Too many requests: try again in 1 second."
+
+
 async def test_an_allowed_response_carries_the_ratelimit_headers(
     sessionmaker: async_sessionmaker[AsyncSession], token_pair: TokenFactory
 ) -> None:
@@ -241,6 +254,8 @@ def request_from(peer: str, *forwarded_for: str) -> Request:
         ("10.0.0.2", ["203.0.113.7:4711"], "203.0.113.7"),
         ("10.0.0.2", ["[2001:db8::1]:4711"], "2001:db8::1"),
         ("10.0.0.2", ["203.0.113.1, 10.0.0.3:80"], "203.0.113.1"),
+        # A peer that is no address (Starlette's TestClient calls itself "testclient").
+        ("testclient", ["203.0.113.1"], "testclient"),
     ],
 )
 def test_client_address_trusts_forwarded_for_only_from_trusted_proxies(
@@ -249,3 +264,11 @@ def test_client_address_trusts_forwarded_for_only_from_trusted_proxies(
     proxies = make_settings(trusted_proxies="10.0.0.0/24").trusted_proxies
 
     assert client_address(request_from(peer, *forwarded_for), proxies) == expected
+
+
+def test_a_request_without_a_peer_is_counted_as_one_client_with_no_address() -> None:
+    # An ASGI server on a Unix socket gives no client: not a reason for a 500.
+    request = Request({"type": "http", "client": None, "headers": []})
+    proxies = make_settings(trusted_proxies="10.0.0.0/24").trusted_proxies
+
+    assert client_address(request, proxies) == ""
