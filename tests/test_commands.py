@@ -303,10 +303,11 @@ def test_commands_go_through_the_workshop_script(source: Path) -> None:
         assert not bare, f"{block.where}: {bare} need a step's environment: use ./workshop"
         if block.kind != "finishes":
             assert len(block.commands) == 1, f"{block.where}: put that command in its own block"
-        # A server never finishes: unmarked, it would hang the check until its timeout.
+        # A server never finishes: unmarked, it would hang the check until its
+        # timeout. One that fails on purpose (refused settings) ends by itself.
         for command in block.commands:
             if runs_until_stopped(command):
-                assert block.kind == "serves", (
+                assert block.kind in ("serves", "fails"), (
                     f"{block.where}: {command!r} runs until stopped: mark it `# Ctrl-C stops it`"
                 )
     text = source.read_text(encoding="utf-8")
