@@ -22,8 +22,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from tests.conftest import PROJECT_DIR, database_url
 
-# The step these tests belong to (its own tests are run by its own session).
-THIS_STEP = Path(__file__).resolve().parents[1]
+# The repository's steps: each one's own session runs its tests.
+STEPS_DIR = Path(__file__).resolve().parents[2]
 # What a run of the tests needs of the project: its code, migrations and config.
 PROJECT_PARTS = ("app", "migrations", "alembic.ini", "pyproject.toml", "tests")
 CACHES = ("__pycache__", ".pytest_cache", ".hypothesis", "*.pyc")
@@ -153,9 +153,10 @@ def assert_caught(mutant: Mutant) -> None:
         f"There is no {mutant.tests} yet: write it, tests that pass on the app as it is "
         f"and would catch this bug in {mutant.module}: {mutant.why}"
     )
-    # On the step's own tests the step's own run has that file pass already;
-    # on anyone else's (work/, the step before) it must be shown.
-    pristine = Run(0, "") if PROJECT_DIR == THIS_STEP else run_tests(mutant.tests)
+    # On a step of this repository (this one, the one before, the one after)
+    # that step's own session has that file pass already; on anyone else's
+    # (a learner's work/) it must be shown.
+    pristine = Run(0, "") if PROJECT_DIR.parent == STEPS_DIR else run_tests(mutant.tests)
     assert pristine.returncode == 0, (
         f"{mutant.tests} must pass on the app as it is before it can catch a bug; "
         f"it ended with {pristine.said()}"
