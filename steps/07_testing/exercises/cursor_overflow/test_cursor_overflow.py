@@ -1,10 +1,10 @@
-"""Exercise: tests/test_cursor_overflow.py catches a cursor that overflows into a 500."""
+"""Exercise: tests/test_cursor_edges.py catches a cursor that overflows into a 500."""
 
 from tests.bugs import Mutant, assert_caught
 
 OVERFLOW_UNCAUGHT = Mutant(
     name="cursor-overflow-uncaught",
-    tests="tests/test_cursor_overflow.py",
+    tests="tests/test_cursor_edges.py",
     module="app/repository.py",
     old="(binascii.Error, UnicodeDecodeError, ValueError, TypeError, OverflowError) as exc",
     new="(binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc",
