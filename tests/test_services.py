@@ -240,24 +240,31 @@ def test_servers_left_by_a_killed_run_are_adopted_and_stopped(
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_stops_its_servers(embedded: Path, stop: signal.Signals) -> None:
     code = (
-        "import time\n"
+        "import signal, time\n"
         "from tools import services\n"
+        # As in a terminal: a run started in the background of a script inherits
+        # SIGINT ignored, and Ctrl-C would not reach it at all.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "with services.provide(postgres=True, redis=True) as found:\n"
         "    print(found.postgres, found.redis, flush=True)\n"
         "    time.sleep(60)\n"
     )
-    run = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-    )
-    assert run.stdout is not None
-    postgres, redis = run.stdout.readline().split()
-    pids = server_pids(embedded)
-    run.send_signal(stop)
-    run.communicate(timeout=60)
+    ) as run:
+        try:
+            assert run.stdout is not None
+            postgres, redis = run.stdout.readline().split()
+            pids = server_pids(embedded)
+            run.send_signal(stop)
+            run.communicate(timeout=60)
+        finally:
+            # Whatever failed above, no run is left behind for the next test to find.
+            run.kill()
 
     assert run.returncode != 0
     assert not answers(port_of(postgres))
