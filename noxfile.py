@@ -182,18 +182,27 @@ def run_project_tests(
     database: str,
     redis_db: int,
     pytest_args: list[str] | None = None,
-) -> None:
+    transcript: Path | None = None,
+) -> list[str]:
     """Install a project with its test group and run its tests against its own servers.
 
     Without arguments after `--`, a project with a coverage floor is measured
-    against it; with them, pytest gets those arguments only.
+    against it; with them, pytest gets those arguments only. With `transcript`,
+    what pytest prints is also copied there (tools/pytest_transcript). Return
+    the command run.
     """
     deps = requirements(project, "test")
     with project_environment(session, deps, database=database, redis_db=redis_db) as env:
         session.chdir(project)
         if pytest_args is None:
             pytest_args = session.posargs or coverage_args(project)
+        if transcript is not None:
+            env["PYTEST_PLUGINS"] = "workshop_transcript"
+            plugins = [str(ROOT / "tools" / "pytest_transcript"), os.environ.get("PYTHONPATH")]
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, plugins))
+            env["WORKSHOP_TRANSCRIPT"] = str(transcript)
         session.run("pytest", *pytest_args, env=env)
+    return ["pytest", *pytest_args]
 
 
 @nox.session
@@ -201,10 +210,18 @@ def run_project_tests(
 def step(session: nox.Session, step: str) -> None:
     """Run one step's tests (all steps without an id: `nox -s step`)."""
     number = int(step.split("_", 1)[0])
-    run_project_tests(session, ROOT / "steps" / step, database=f"workshop_{step}", redis_db=number)
+    transcript = Path(session.create_tmp()).resolve() / "pytest-output.txt"
+    command = run_project_tests(
+        session,
+        ROOT / "steps" / step,
+        database=f"workshop_{step}",
+        redis_db=number,
+        transcript=transcript,
+    )
     if not session.posargs:
-        # The step's page shows this very command: its check need not run it again.
-        step_runs.record_passed(step)
+        # The step's page shows this very command: its check need not run it
+        # again, and can hold the page's promised output to what it printed.
+        step_runs.record_passed(step, command=command, output=transcript.read_text("utf-8"))
 
 
 def exercises(project: Path) -> dict[str, str]:

@@ -18,7 +18,10 @@ A step's page and its README run in one clone, the page first, as a learner
 would read them. Both show the step's whole test run, `./workshop -s
 "step(NN_name)"`, the command of the step's own session: it runs once, not
 again where it has already passed on the same files, in this clone or as the
-step session in this checkout (tools/step_runs.py keeps those records).
+step session in this checkout (tools/step_runs.py keeps those records). A
+page's narrowed run of the same step (`-- -q tests/test_properties.py`: only
+test files, `-q`, `-v` or `-x`) runs a part of that whole run, so it is
+trusted likewise; that the files it names exist is checked without running it.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ _BARE = re.compile(r"^(?:\w+=\S*\s+)*(?:nox|pytest|uvicorn|uv|pip|alembic|python
 _RUN_SESSION = re.compile(r'-s\s+"?run\((?P<step>\w+)\)')
 # A step's whole test run, with no pytest arguments.
 _WHOLE_STEP_RUN = re.compile(r'^\./workshop -s "step\((?P<step>\w+)\)"\s*$')
+# A part of it: some of its test files, with -q, -v or -x at most.
+_NARROWED_STEP_RUN = re.compile(
+    r'^\./workshop -s "step\((?P<step>\w+)\)" --(?P<args>(?:\s+(?:-[qvx]|tests/test_\w+\.py))+)\s*$'
+)
 _SERVE_SESSION = re.compile(r"-s\s+\"?serve\b|-s\s+\"?docs\"?\s+--\s+serve\b")
 
 Kind = Literal["finishes", "fails", "serves"]
@@ -253,29 +260,57 @@ def test_a_whole_step_run_is_told_from_a_narrowed_one(tmp_path: Path) -> None:
         '```bash\n./workshop -s "step(02_app)"\n```\n'
         '```bash\n./workshop -s "step(02_app)" -- -k cors\n```\n'
         '```bash\n./workshop -s "exercise(02_app)"\n```\n'
+        '```bash\n./workshop -s "step(07_testing)" -- -q tests/test_a.py tests/test_b.py\n```\n'
     )
 
-    whole, narrowed, exercise = bash_blocks(page)
+    whole, narrowed, exercise, files = bash_blocks(page)
 
     assert runs_a_whole_step(whole)
     assert steps_run(whole) == ["02_app"]
     assert not runs_a_whole_step(narrowed)
     assert not runs_a_whole_step(exercise)
+    # Only test files and -q, -v, -x narrow a run to a part of the whole one.
+    assert narrowed_step_run(files) == ("07_testing", ["tests/test_a.py", "tests/test_b.py"])
+    assert narrowed_step_run(narrowed) is None
+    assert narrowed_step_run(whole) is None
+    assert narrowed_step_run(exercise) is None
 
 
 def test_a_passed_step_run_is_recorded_for_the_files_it_ran_on(tmp_path: Path) -> None:
     step = "01_config"
     # The record is read for the step's files as they are now; another file is another run.
     recorded = step_runs.RECORDS / f"{step}-{step_runs.fingerprint(step)}"
-    was_there = recorded.exists()
+    kept = recorded.read_bytes() if recorded.exists() else None
     try:
-        step_runs.record_passed(step)
+        step_runs.record_passed(step, command=["pytest", "-q"], output="tests/test_a.py ..\n")
         assert step_runs.has_passed(step)
-        assert recorded.is_file()
+        assert step_runs.recorded_output(step) == "nox > pytest -q\ntests/test_a.py ..\n"
         assert step_runs.fingerprint("02_app") != step_runs.fingerprint(step)
     finally:
-        if not was_there:
+        if kept is None:
             recorded.unlink()
+        else:
+            recorded.write_bytes(kept)
+
+
+def test_a_record_stands_for_a_whole_run_only_if_it_printed_the_promised_output(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        '```bash\n./workshop -s "step(02_app)"\n```\n\n'
+        '??? example "Output"\n'
+        "    ```text\n    nox > pytest\n    tests/test_a.py …\n    … passed in …\n"
+        "    nox > Session step(02_app) was successful…\n    ```\n"
+    )
+    (block,) = bash_blocks(page)
+    printed = "nox > pytest\ntests/test_a.py ....  [100%]\n===== 4 passed in 0.1s =====\n"
+
+    # nox's verdict is the record's own word; every other promised line must be there.
+    assert recorded_run_prints_the_output(block, printed)
+    assert not recorded_run_prints_the_output(block, printed.replace("test_a", "test_b"))
+    assert already_passed(block, {"02_app": printed})
+    assert not already_passed(block, {"02_app": printed.replace("passed", "failed")})
 
 
 def test_servers_are_told_from_commands_that_finish() -> None:
@@ -310,6 +345,11 @@ def test_commands_go_through_the_workshop_script(source: Path) -> None:
                 assert block.kind in ("serves", "fails"), (
                     f"{block.where}: {command!r} runs until stopped: mark it `# Ctrl-C stops it`"
                 )
+        narrowed = narrowed_step_run(block)
+        if narrowed:
+            step, files = narrowed
+            missing = [name for name in files if not (ROOT / "steps" / step / name).is_file()]
+            assert not missing, f"{block.where}: steps/{step} has no {missing}"
     text = source.read_text(encoding="utf-8")
     shells = re.findall(r"^\s*```(console|sh|shell|zsh)\b", text, flags=re.MULTILINE)
     assert not shells, f"{source.relative_to(ROOT)}: shell commands go in bash blocks, not {shells}"
@@ -318,7 +358,19 @@ def test_commands_go_through_the_workshop_script(source: Path) -> None:
 def runs_a_whole_step(block: Block) -> bool:
     """Say whether a block is one step's whole test run and nothing else."""
     commands = [command.strip() for command in block.commands]
-    return block.output is None and bool(commands) and all(map(_WHOLE_STEP_RUN.match, commands))
+    return bool(commands) and all(map(_WHOLE_STEP_RUN.match, commands))
+
+
+def recorded_run_prints_the_output(block: Block, recorded: str) -> bool:
+    """Say whether a recorded run printed what the block's Output promises.
+
+    nox's verdict (`nox > Session ... was successful`) is not in a record: a
+    record is only written once the run has passed, which is what it says.
+    """
+    if block.output is None:
+        return True
+    expected = [line for line in block.output if not line.strip().startswith("nox > Session ")]
+    return missing_line(expected, recorded) is None
 
 
 def steps_run(block: Block) -> list[str]:
@@ -326,17 +378,40 @@ def steps_run(block: Block) -> list[str]:
     return [match["step"] for c in block.commands if (match := _WHOLE_STEP_RUN.match(c.strip()))]
 
 
+def narrowed_step_run(block: Block) -> tuple[str, list[str]] | None:
+    """(step, test files) of a block that runs some of a step's test files and nothing else."""
+    if block.output is not None or len(block.commands) != 1:
+        return None
+    match = _NARROWED_STEP_RUN.match(block.commands[0].strip())
+    if match is None:
+        return None
+    return match["step"], [arg for arg in match["args"].split() if not arg.startswith("-")]
+
+
+def already_passed(block: Block, in_this_clone: dict[str, str]) -> bool:
+    """Say whether a block's step runs have passed, here or in a step session's record.
+
+    A whole run must also have printed the block's promised output; a narrowed
+    run is a part of a whole run that passed.
+    """
+    narrowed = narrowed_step_run(block)
+    steps = [narrowed[0]] if narrowed else steps_run(block) if runs_a_whole_step(block) else []
+    if not steps:
+        return False
+    printed = [in_this_clone.get(step) or step_runs.recorded_output(step) for step in steps]
+    return all(printed) and all(recorded_run_prints_the_output(block, text) for text in printed)
+
+
 @pytest.mark.parametrize("name", CLONE_RUNS)
 def test_every_command_works_from_a_fresh_clone(name: str, tmp_path: Path) -> None:
     clone = fresh_clone(tmp_path / "clone")
     server: Server | None = None
     port: int | None = None
-    passed_step_runs: set[str] = set()
+    # Each step whose whole run passed in this clone: what it printed.
+    passed_step_runs: dict[str, str] = {}
     try:
         for block in (block for source in CLONE_RUNS[name] for block in bash_blocks(source)):
-            if runs_a_whole_step(block) and (
-                block.script in passed_step_runs or all(map(step_runs.has_passed, steps_run(block)))
-            ):
+            if already_passed(block, passed_step_runs):
                 continue
             if block.kind == "serves":
                 if server is not None:
@@ -351,7 +426,7 @@ def test_every_command_works_from_a_fresh_clone(name: str, tmp_path: Path) -> No
             else:
                 assert result.returncode == 0, f"{block.where} failed:\n{result.output}"
                 if runs_a_whole_step(block):
-                    passed_step_runs.add(block.script)
+                    passed_step_runs.update(dict.fromkeys(steps_run(block), result.output))
             check_output(block, result, port)
         if server is not None:
             check_output(server.block, server.stop(), port)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
 
+from tools import step_runs
 from tools.learner.authors import check_step
 from tools.learner.lessons import LessonError, load_lesson
 from tools.learner.tests.learners import Learner
@@ -95,3 +97,36 @@ def test_below_without_a_reason_is_refused(learner: Learner) -> None:
 
     with pytest.raises(LessonError, match=r"02_app/learn.toml \[below\] needs `reason`"):
         load_lesson(learn.parent)
+
+
+def test_unchanged_earlier_test_files_are_trusted_only_from_the_steps_record_of_its_files(
+    learner: Learner,
+) -> None:
+    # A git checkout of the copy, as step_runs reads it, with step 02's session recorded.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
+        subprocess.run([*git, *command], cwd=learner.root, check=True, timeout=60)
+    step_runs.record_passed("02_app", learner.root)
+    trusting: list[str] = []
+
+    assert check_step(learner.root, "02", python=sys.executable, out=trusting.append) == []
+    # Step 01's test files are all in step 02 unchanged: none ran again.
+    assert "✓ 0 of 01_config's tests pass on 02_app's code" in trusting, trusting
+    assert any(
+        "test files 02_app has unchanged passed in its own session" in line for line in trusting
+    )
+
+    # A change to step 02 voids the record: step 01's tests run again, and catch it.
+    config = learner.root / "steps" / "02_app" / "app" / "config.py"
+    config.write_text(
+        config.read_text().replace(
+            'log_format: LogFormat = "json"', 'log_format: LogFormat = "console"'
+        )
+    )
+    problems = check_step(learner.root, "02", python=sys.executable, out=lambda _: None)
+
+    assert any(
+        "tests/test_config.py::test_defaults_are_for_local_development fails on 02_app's code"
+        in problem
+        for problem in problems
+    ), problems
