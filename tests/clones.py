@@ -77,10 +77,26 @@ def learner_environment(**extra: str) -> dict[str, str]:
     return env
 
 
+# Set SIGINT back to its default, then become the command: see as_in_a_terminal.
+_DEFAULT_SIGINT_THEN_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def as_in_a_terminal(command: list[str]) -> list[str]:
+    """The command, started so that Ctrl-C (SIGINT) reaches it, as in a learner's terminal.
+
+    A check started in the background of a script inherits SIGINT ignored, and
+    a shell cannot undo that for itself: its runs would only stop at SIGTERM.
+    """
+    return [sys.executable, "-c", _DEFAULT_SIGINT_THEN_EXEC, *command]
+
+
 def run_script(script: str, cwd: Path, env: dict[str, str], timeout: float) -> Result:
     """Run a bash script to the end (stopping all it started after `timeout` seconds)."""
     with subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", script],
+        as_in_a_terminal(["bash", "-euo", "pipefail", "-c", script]),
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,

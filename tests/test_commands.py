@@ -27,6 +27,7 @@ trusted likewise; that the files it names exist is checked without running it.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -36,7 +37,14 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from clones import Result, fresh_clone, learner_environment, run_script, stop_group
+from clones import (
+    Result,
+    as_in_a_terminal,
+    fresh_clone,
+    learner_environment,
+    run_script,
+    stop_group,
+)
 from helpers import DOCS, ROOT, STEPS
 
 from tools import step_runs
@@ -191,7 +199,7 @@ class Server:
         # child keeps its own descriptor once this one is closed.
         with log.open("wb") as output:
             self.process = subprocess.Popen(
-                ["bash", "-c", block.script],
+                as_in_a_terminal(["bash", "-c", block.script]),
                 cwd=clone,
                 env=learner_environment(UVICORN_PORT=str(port)),
                 stdin=subprocess.DEVNULL,
@@ -434,3 +442,17 @@ def test_every_command_works_from_a_fresh_clone(name: str, tmp_path: Path) -> No
     finally:
         if server is not None:
             stop_group(server.process)
+
+
+def test_commands_get_ctrl_c_even_when_the_check_runs_in_a_scripts_background(
+    tmp_path: Path,
+) -> None:
+    # As in a script's background job: this process, and what it starts, ignore SIGINT.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        asks = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+        result = run_script(f'python3 -c "{asks}"', tmp_path, learner_environment(), 60)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    assert (result.returncode, result.output.strip()) == (0, "True")
