@@ -57,14 +57,22 @@ def record_passed(
 
 def recorded_output(step: str, root: Path = ROOT) -> str:
     """What the step's whole test run printed, on its files as they are now ("" if none)."""
-    record = root / _RECORDS_IN_ROOT / f"{step}-{fingerprint(step, root)}"
-    return record.read_text(encoding="utf-8") if has_passed(step, root) else ""
+    record = _record(step, root)
+    return record.read_text(encoding="utf-8") if record else ""
 
 
 def has_passed(step: str, root: Path = ROOT) -> bool:
-    """Say whether the step's whole test run passed on its files as they are now.
+    """Say whether the step's whole test run passed on its files as they are now."""
+    return _record(step, root) is not None
+
+
+def _record(step: str, root: Path) -> Path | None:
+    """The record of a passed whole run on the step's files as they are now, if there is one.
 
     A tree with no records (a copy of the steps, say, that is no git checkout) has none.
     """
     records = root / _RECORDS_IN_ROOT
-    return records.is_dir() and (records / f"{step}-{fingerprint(step, root)}").is_file()
+    if not records.is_dir():
+        return None
+    record = records / f"{step}-{fingerprint(step, root)}"
+    return record if record.is_file() else None
