@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import nox
@@ -30,6 +30,7 @@ from tools import mermaid, services, step_runs  # noqa: E402
 from tools.chromium import HOW_TO_GET_ONE, find_chromium  # noqa: E402
 from tools.learner import cli as learner_cli  # noqa: E402
 from tools.learner.lessons import LessonError  # noqa: E402
+from tools.mutation import MutationRun, run_in_lanes  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
@@ -37,6 +38,8 @@ nox.options.error_on_missing_interpreters = True
 STEPS = sorted(path.parent for path in ROOT.glob("steps/*/pyproject.toml"))
 STEP_IDS = [nox.param(path.name, id=path.name) for path in STEPS]
 FINAL = ROOT / "final"
+# The mutation session's work directories (one per step, one per final/ module).
+MUTATION_ROOT = ROOT / ".mutation"
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
 # Each project gets its own Redis database number so that no two share keys;
@@ -475,27 +478,37 @@ def mutation(session: nox.Session) -> None:
     deps = {spec for project in projects for spec in requirements(project, "test")}
     session.install(*sorted(deps), *nox.project.dependency_groups(PYPROJECT, "mutation"))
     chosen = mutation_targets(session, projects)
-    # One mutant at a time by default: the mutants' test runs share one database
-    # (each run recreates it) and one Redis database (each test flushes it).
-    max_children = os.environ.get("MUTATION_MAX_CHILDREN", "1")
-    with services.provide(postgres=True, redis=True) as found:
+    # Lanes run two modules at once, one a core. Each lane has a Redis server of
+    # its own (the first the session's, the others private): a test that pauses
+    # Redis pauses every client of the server, not just of its database number.
+    lanes = int(os.environ.get("MUTATION_LANES", "2"))
+    with services.provide(postgres=True, redis=True) as found, ExitStack() as stack:
+        runs: list[tuple[str, MutationRun]] = []
         for project, modules in chosen.items():
             name = project.relative_to(ROOT).as_posix()
-            env = {
-                "DATABASE_URL": found.database_url(f"workshop_mutation_{project.name}"),
-                "REDIS_URL": found.redis_url(MUTATION_REDIS_DB),
-            }
             for workdir, mutated, tests, globs in mutation_runs(
                 project, projects[project], modules
             ):
                 prepare = ["prepare", str(project), str(workdir), *mutated, "--tests", *tests]
                 session.run("python", str(ROOT / "tools" / "mutation.py"), *prepare, silent=True)
-                session.chdir(workdir)
-                # mutmut exits 0 with survivors; the report below judges them.
-                session.run("mutmut", "run", "--max-children", max_children, *globs, env=env)
-                report = ["report", name, *globs]
-                session.run("python", str(ROOT / "tools" / "mutation.py"), *report, env=env)
-                session.chdir(ROOT)
+                database = "workshop_mutation_" + "_".join(workdir.relative_to(MUTATION_ROOT).parts)
+                runs.append((name, MutationRun(workdir, globs, found.database_url(database))))
+        redis_urls = [found.redis_url(MUTATION_REDIS_DB)]
+        for lane in range(1, min(lanes, len(runs))):
+            server = stack.enter_context(services.private_redis(MUTATION_ROOT / f"redis-{lane}"))
+            redis_urls.append(f"{server}/{MUTATION_REDIS_DB}")
+        env = {**os.environ, "PATH": f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+        mutmut = str(Path(session.bin) / "mutmut")
+        codes = run_in_lanes([run for _, run in runs], redis_urls, mutmut, env)
+    failed = [run.workdir for _, run in runs if codes[run.workdir] != 0]
+    for name, run in runs:
+        # mutmut exits 0 with survivors; the report judges them.
+        session.chdir(run.workdir)
+        session.run("python", str(ROOT / "tools" / "mutation.py"), "report", name, *run.globs)
+    session.chdir(ROOT)
+    if failed:
+        logs = ", ".join(str(workdir / "mutmut.log") for workdir in failed)
+        session.error(f"mutmut failed in {len(failed)} work directories: see {logs}")
 
 
 def mutation_runs(
@@ -508,7 +521,7 @@ def mutation_runs(
     tests to functions once per work directory, over the test files named for
     the module, and a change of those files would void another module's results.
     """
-    workdir = ROOT / ".mutation" / project.name
+    workdir = MUTATION_ROOT / project.name
     if project != FINAL:
         yield workdir, mutated, (), [module_glob(module) for module in chosen]
         return

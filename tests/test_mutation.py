@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import tomllib
 from pathlib import Path
 
@@ -95,3 +98,58 @@ def test_prepare_starts_afresh_when_the_test_selection_changes(tmp_path: Path) -
     assert (workdir / "mutants").is_dir(), "the same settings must keep earlier results"
     mutation.prepare(project, workdir, ["app/limits.py"], ["tests/test_other.py"])
     assert not (workdir / "mutants").exists(), "results mapped over other tests were kept"
+
+
+# A stand-in for mutmut: it records what it was given, then waits (10 s at most)
+# until as many runs have started as there are lanes, so that lanes which do not
+# run at the same time fail it; the run named "last" exits 7.
+FAKE_MUTMUT = """\
+import json, os, sys, time
+from pathlib import Path
+started = Path(os.environ["STARTED"])
+(started / Path.cwd().name).touch()
+record = {"args": sys.argv[1:], "db": os.environ["DATABASE_URL"], "redis": os.environ["REDIS_URL"]}
+Path("record.json").write_text(json.dumps(record))
+deadline = time.monotonic() + 10
+while len(list(started.iterdir())) < int(os.environ["LANES"]):
+    if time.monotonic() > deadline:
+        sys.exit(3)
+    time.sleep(0.01)
+print("done")
+sys.exit(7 if Path.cwd().name == "last" else 0)
+"""
+
+
+def test_lanes_run_at_once_each_run_on_its_own_database_and_each_lane_on_its_own_redis(
+    tmp_path: Path,
+) -> None:
+    fake = tmp_path / "mutmut"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_MUTMUT}")
+    fake.chmod(0o755)
+    (tmp_path / "started").mkdir()
+    runs = []
+    for name in ("first", "second", "last"):
+        (tmp_path / name).mkdir()
+        runs.append(
+            mutation.MutationRun(tmp_path / name, [f"app.{name}.*"], f"postgresql:///{name}")
+        )
+    env = {**os.environ, "STARTED": str(tmp_path / "started"), "LANES": "2"}
+    codes = mutation.run_in_lanes(runs, ["redis:///13", "redis:///1"], str(fake), env)
+    assert codes == {tmp_path / "first": 0, tmp_path / "second": 0, tmp_path / "last": 7}, (
+        "a run's exit code is lost, or the first two runs did not run at once (exit 3)"
+    )
+    records = {
+        name: json.loads((tmp_path / name / "record.json").read_text())
+        for name in ("first", "second", "last")
+    }
+    assert records["first"]["args"] == ["run", "--max-children", "1", "app.first.*"]
+    assert {name: record["db"] for name, record in records.items()} == {
+        "first": "postgresql:///first",
+        "second": "postgresql:///second",
+        "last": "postgresql:///last",
+    }
+    assert {records["first"]["redis"], records["second"]["redis"]} == {
+        "redis:///13",
+        "redis:///1",
+    }, "two runs at once shared a Redis database"
+    assert (tmp_path / "last" / "mutmut.log").read_text() == "done\n"

@@ -436,3 +436,19 @@ def test_stop_on_termination_turns_sigterm_into_ctrl_c() -> None:
     out, _ = run.communicate(timeout=30)
     assert out.strip() == "stopped: stopped by signal SIGTERM"
     assert run.returncode == 0
+
+
+def test_a_private_redis_is_a_server_of_its_own_and_stops_on_exit(tmp_path: Path) -> None:
+    with (
+        services.private_redis(tmp_path / "one") as one,
+        services.private_redis(tmp_path / "two") as two,
+    ):
+        first, second = urlsplit(one).port, urlsplit(two).port
+        assert first is not None
+        assert second is not None
+        assert first != second, "two private servers share a port"
+        assert redis_call(first, "SET", "lane", "one") == b"+OK"
+        assert redis_call(second, "GET", "lane") == b"$-1", "the second server saw the first's key"
+    assert not answers(first), "a private server outlived its block"
+    assert not answers(second), "a private server outlived its block"
+    assert (tmp_path / "one" / "server.log").is_file()

