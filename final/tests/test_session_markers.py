@@ -1,12 +1,16 @@
 """The one-round-trip fast path: rate limit, session marker and cached user in one script."""
 
+import logging
+import re
 import uuid
 
 import pytest
 from redis.asyncio import Redis
 from tests.redis_fixtures import redis_paused
 
+from app import session_markers
 from app.ratelimit import RedisRateLimiter
+from app.redis_client import ThrottledLog
 from app.session_markers import (
     REDIS_UNAVAILABLE,
     FastPathResult,
@@ -176,6 +180,63 @@ async def test_an_unreachable_redis_is_reported_not_raised(unreachable_redis: Re
     assert await check(unreachable_redis) == REDIS_UNAVAILABLE
     assert await mark(unreachable_redis) is False
     assert await forget(unreachable_redis) is False
+
+
+@pytest.fixture
+def log(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> pytest.LogCaptureFixture:
+    """What this module logs during the test, with no earlier line holding a warning back."""
+    # The warnings' throttle is the module's: a line another test caused in the
+    # last minute would swallow this test's one.
+    monkeypatch.setattr(session_markers, "_log", ThrottledLog(session_markers.logger))
+    caplog.set_level(logging.WARNING, logger=session_markers.logger.name)
+    return caplog
+
+
+def lines(log: pytest.LogCaptureFixture) -> list[str]:
+    """The module's log lines, as an operator reads them."""
+    return [r.getMessage() for r in log.records if r.name == session_markers.logger.name]
+
+
+# What ThrottledLog adds to a warning: the error, and how many lines it held back.
+FIRST_WARNING_END = (
+    r" \((ConnectionError|TimeoutError): .+; 0 similar messages suppressed since the last one\)\."
+)
+
+
+async def test_an_unreachable_redis_is_logged_with_what_the_check_falls_back_to(
+    unreachable_redis: Redis, log: pytest.LogCaptureFixture
+) -> None:
+    await check(unreachable_redis)
+
+    [line] = lines(log)
+    expected = "Redis is unavailable: requests are checked against PostgreSQL"
+    assert re.fullmatch(re.escape(expected) + FIRST_WARNING_END, line), line
+
+
+async def test_a_marker_that_cannot_be_written_is_logged(
+    unreachable_redis: Redis, log: pytest.LogCaptureFixture
+) -> None:
+    await mark(unreachable_redis)
+
+    [line] = lines(log)
+    expected = "Redis is unavailable: a session marker was not written"
+    assert re.fullmatch(re.escape(expected) + FIRST_WARNING_END, line), line
+
+
+async def test_a_revocation_that_cannot_reach_redis_says_how_long_its_sessions_may_stay(
+    unreachable_redis: Redis, log: pytest.LogCaptureFixture
+) -> None:
+    sessions = [SESSION_ID, uuid.UUID("00000000-0000-4000-8000-000000000002")]
+    await forget_sessions(unreachable_redis, sessions, ttl_seconds=45)
+
+    assert lines(log) == [
+        "Redis is unavailable: 2 revoked session(s) may stay admitted by their marker "
+        "for up to 45 seconds (ConnectionError)."
+    ]
+    [record] = log.records
+    assert record.levelno == logging.ERROR, "a failed revocation is an error, not a warning"
 
 
 async def test_a_paused_redis_is_reported_unavailable_then_used_again(
