@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -143,3 +144,28 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@asynccontextmanager
+async def redis_commands(redis: Redis) -> AsyncIterator[list[str]]:
+    """Collect every command clients send to the Redis server inside the block.
+
+    Read with MONITOR, which the server feeds as it runs each command; the
+    commands a script runs itself are left out (the script call stands for
+    them). The list is complete once the block has ended.
+    """
+    sent: list[str] = []
+    async with redis.monitor() as monitor:
+        yield sent
+        # A command of our own after the block's: once MONITOR shows it, it has
+        # shown everything before it (a bounded wait: the read has a timeout).
+        end = f"end-of-block-{uuid.uuid4().hex}"
+        await redis.echo(end)
+        while (command := await monitor.next_command())["command"] != f"ECHO {end}":
+            if command["client_type"] != "lua":
+                sent.append(command["command"])
+
+
+def naming(sent: list[str], key: str) -> list[str]:
+    """The names of the commands in sent that have key as one of their arguments."""
+    return [command.split(" ")[0] for command in sent if key in command.split(" ")]

@@ -4,6 +4,7 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import iter_route_contexts
 from redis.asyncio import Redis
-from sqlalchemy import event
+from sqlalchemy import event, func, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from tests.conftest import (
     PASSWORD,
@@ -23,11 +24,14 @@ from tests.conftest import (
     make_settings,
     open_client,
 )
+from tests.redis_fixtures import naming, redis_commands
 
+from app.cache import user_key
 from app.config import Settings
 from app.deps import get_authenticated
 from app.limit_policy import enforce_api_limit
 from app.main import create_app
+from app.models import AuthSession
 from app.repository import SessionRepository
 from app.schemas import Token
 from app.security import create_access_token, hash_refresh_secret, new_refresh_secret
@@ -160,6 +164,98 @@ async def test_the_marker_lives_no_longer_than_its_setting_or_its_session(
 
     assert 0 < await redis.ttl(session_key(session_id_of(long_lived))) <= 30
     assert 0 < await redis.ttl(session_key(almost_over)) <= 5
+
+
+async def test_the_cached_user_the_token_check_read_is_not_read_again(
+    client: httpx.AsyncClient, redis: Redis, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    owner = await user()
+    pair, new_session = await token_pair(owner), await token_pair(owner)
+    first = await client.get(ME, headers=bearer(pair.access_token))  # fills marker and cache
+    assert first.status_code == 200, first.text
+    cache_key = user_key(str(owner.id))
+
+    async with redis_commands(redis) as by_marker:
+        marker_answer = await client.get(ME, headers=bearer(pair.access_token))
+    # A session without a marker yet: PostgreSQL checks it, the user is cached already.
+    async with redis_commands(redis) as by_postgresql:
+        postgresql_answer = await client.get(ME, headers=bearer(new_session.access_token))
+
+    for answer in (marker_answer, postgresql_answer):
+        assert answer.status_code == 200, answer.text
+        assert answer.content == first.content
+    # The fast path's one script call read the user with the session: the route
+    # serves those bytes, without a second round trip to Redis for the same key.
+    assert naming(by_marker, cache_key) == ["EVALSHA"], by_marker
+    assert naming(by_postgresql, cache_key) == ["EVALSHA"], by_postgresql
+
+
+async def test_a_one_second_marker_ttl_still_writes_the_marker(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis,
+    user: UserFactory,
+    token_pair: TokenFactory,
+) -> None:
+    owner = await user()
+    pair = await token_pair(owner)
+    app = create_app(make_settings(session_marker_ttl_seconds=1))
+
+    async for client in open_client(app, {"sessionmaker": sessionmaker}):
+        async with redis_commands(redis) as sent:
+            r = await client.get(ME, headers=bearer(pair.access_token))
+
+    assert r.status_code == 200, r.text
+    # Read from what the app sent, not from Redis: a one-second marker may
+    # already be gone by the time the test could look.
+    key = session_key(session_id_of(pair))
+    marker_writes = [c for c in sent if c.startswith(f"SET {key} ")]
+    assert marker_writes == [f"SET {key} user:{owner.id} NX EX 1"], sent
+
+
+async def test_a_session_in_its_last_second_is_served_but_never_marked(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    redis: Redis,
+    user: UserFactory,
+    token_pair: TokenFactory,
+) -> None:
+    pair = await token_pair(await user())
+    session_id = session_id_of(pair)
+    # PostgreSQL's now() is the start of the test's transaction: a session that
+    # expires a millisecond after it is still live to PostgreSQL, while by this
+    # process's clock it has less than a second left, however slow the machine.
+    # So has a session checked in its last second, or on a host whose clock runs
+    # ahead of the database's.
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == session_id)
+        .values(expires_at=func.now() + timedelta(milliseconds=1))
+    )
+    await session.commit()
+
+    r = await client.get(ME, headers=bearer(pair.access_token))
+
+    assert r.status_code == 200, r.text
+    # A marker would outlive the session: PostgreSQL goes on deciding.
+    assert await redis.get(session_key(session_id)) is None
+
+
+async def test_a_write_checked_in_postgresql_reads_the_callers_row_once(
+    client: httpx.AsyncClient,
+    user: UserFactory,
+    token_pair: TokenFactory,
+    statements: list[str],
+) -> None:
+    pair = await token_pair(await user())  # no marker yet: PostgreSQL checks the session
+    statements.clear()
+
+    r = await client.patch(ME, headers=bearer(pair.access_token), json={"full_name": "Ada"})
+
+    assert r.status_code == 200, r.text
+    assert r.json()["full_name"] == "Ada"
+    # The session check's query returned the caller's row: the route reuses it.
+    assert [s.split(" ")[0] for s in statements] == ["SELECT", "UPDATE"], statements
+    assert "auth_sessions" in statements[0]
 
 
 # --- the general limit is counted once -----------------------------------------------

@@ -59,6 +59,15 @@ async def test_authorisation_matrix(
         assert r.status_code == expected, r.text
 
 
+async def test_a_non_admin_on_an_admin_route_is_told_only_administrators_may(
+    client: httpx.AsyncClient, user: UserFactory, auth_headers: HeadersFactory
+) -> None:
+    r = await client.get("/api/v1/users", headers=await auth_headers(await user()))
+    body = assert_problem(r, 403)
+    # The route's existence is no secret (403, not 404): the caller is told why.
+    assert body["detail"] == "Only administrators may do this."
+
+
 async def test_admin_cannot_remove_their_own_admin_flag_as_the_last_admin(
     client: httpx.AsyncClient, user: UserFactory, auth_headers: HeadersFactory
 ) -> None:

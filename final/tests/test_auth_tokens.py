@@ -195,6 +195,15 @@ async def test_garbage_bearer_token_returns_401(
     assert_problem(r, 401)
 
 
+async def test_a_bearer_token_after_several_spaces_is_accepted(
+    client: httpx.AsyncClient, user: UserFactory, token_pair: TokenFactory
+) -> None:
+    # RFC 6750: one or more spaces between the scheme and the token (1*SP).
+    pair = await token_pair(await user())
+    r = await client.get(ME, headers={"Authorization": f"Bearer   {pair.access_token}"})
+    assert r.status_code == 200, r.text
+
+
 @pytest.mark.parametrize(
     "authorization", ["", "Token abc", "Basic dXNlcjpwYXNz", "abc.def.ghi", "Bearerabc"]
 )

@@ -1,11 +1,14 @@
 """The OpenAPI schema and the pages that show it: what a learner reads in the browser."""
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI
 from tests.conftest import assert_problem
+
+from app.deps import AuthenticatedUser, BearerTokenCheck, oauth2_scheme
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 VALIDATION_PROBLEM = {"$ref": "#/components/schemas/ValidationProblem"}
@@ -84,6 +87,23 @@ def test_the_authorize_dialog_says_username_is_the_email(schema: dict[str, Any])
     assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
     assert "email" in scheme["description"]
     assert "client_id" in scheme["description"]
+
+
+def test_a_route_behind_the_token_check_is_documented_with_the_oauth2_scheme() -> None:
+    # Built here, not app.deps's instance: that one is made on import, before a
+    # mutation run switches a mutant on, so it cannot show a change to the class.
+    check = BearerTokenCheck(oauth2_scheme)
+    probe = FastAPI()
+
+    @probe.get("/probe")
+    async def probe_route(caller: Annotated[AuthenticatedUser, Depends(check)]) -> None:
+        """A route behind the check."""
+
+    schema = probe.openapi()
+    assert schema["paths"]["/probe"]["get"]["security"] == [{"OAuth2PasswordBearer": []}]
+    (scheme,) = schema["components"]["securitySchemes"].values()
+    assert scheme["type"] == "oauth2"
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
 
 
 async def test_a_real_422_has_the_documented_members(

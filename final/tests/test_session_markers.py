@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 from redis.asyncio import Redis
-from tests.redis_fixtures import redis_paused
+from tests.redis_fixtures import naming, redis_commands, redis_paused
 
 from app import session_markers
 from app.ratelimit import RedisRateLimiter
@@ -176,6 +176,16 @@ async def test_the_script_is_reloaded_after_the_server_forgets_it(redis: Redis) 
     assert result.rate_limit.remaining == 98
 
 
+async def test_a_second_check_runs_the_loaded_script_by_its_digest(redis: Redis) -> None:
+    await check(redis)  # loads the script, if this server did not have it
+
+    async with redis_commands(redis) as sent:
+        await check(redis)
+
+    # EVALSHA sends 40 characters where EVAL sends the whole script, every request.
+    assert naming(sent, SESSION_KEY) == ["EVALSHA"], sent
+
+
 async def test_an_unreachable_redis_is_reported_not_raised(unreachable_redis: Redis) -> None:
     assert await check(unreachable_redis) == REDIS_UNAVAILABLE
     assert await mark(unreachable_redis) is False
@@ -259,3 +269,5 @@ async def test_remaining_counts_down_from_the_limit(redis: Redis, limit: int) ->
 
     assert first.rate_limit is not None
     assert first.rate_limit.remaining == limit - 1
+    # The limit the RateLimit-Policy header names: the one the check applied.
+    assert first.rate_limit.limit == limit
