@@ -1,6 +1,8 @@
 """Which database errors are an outage (503) and which are bugs (500), on a real server."""
 
+import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -44,6 +46,11 @@ async def test_a_broken_statement_is_a_bug_not_an_outage(engine: AsyncEngine) ->
         with pytest.raises(DBAPIError) as caught:
             await connection.execute(text("SELECT * FROM no_such_table"))
     assert not is_database_unavailable(caught.value)
+
+
+def test_an_error_from_outside_the_database_is_a_bug_not_an_outage() -> None:
+    # The create-admin CLI asks about every exception it catches: a bug must keep its traceback.
+    assert not is_database_unavailable(RuntimeError("a bug in the service"))
 
 
 async def test_a_statement_timeout_counts_as_the_database_unavailable(
@@ -129,3 +136,38 @@ async def test_a_route_whose_connection_is_cut_before_its_commit_answers_503(
             r = await client.post("/test/commit-after-cut")
     body = assert_problem(r, 503)
     assert body["detail"] == "The database is unavailable; try again shortly."
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens on it once the socket is closed
+
+
+async def test_a_request_with_the_database_refusing_connections_answers_503_and_logs_its_type(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A refused connection is an OSError, not a DBAPIError: an outage all the same.
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/nowhere"
+    app = create_app(make_settings(database_url=url))
+    caplog.set_level(logging.WARNING, logger="app.errors")
+    async for client in open_client(app):
+        r = await client.post(
+            "/api/v1/users", json={"email": "down@example.com", "password": "long enough pw"}
+        )
+    body = assert_problem(r, 503)
+    assert body["detail"] == "The database is unavailable; try again shortly."
+    assert r.headers["retry-after"] == "1"
+    # The line as production writes it: a fixed message an alert can match, and the
+    # exception's type to diagnose by (its text may hold connection details).
+    [line] = [
+        json.loads(JsonFormatter().format(record))
+        for record in caplog.records
+        if record.name == "app.errors"
+    ]
+    assert (line["level"], line["message"], line.get("error")) == (
+        "WARNING",
+        "Database unavailable.",
+        "ConnectionRefusedError",
+    ), line
