@@ -202,6 +202,38 @@ async def test_the_general_limit_fails_open_when_redis_is_unreachable(
     assert 'redis_errors_total{component="ratelimit"} 3.0' in metrics
 
 
+async def test_without_redis_a_refused_login_still_gets_429_with_the_login_policy(
+    sessionmaker: async_sessionmaker[AsyncSession], closed_port_url: str
+) -> None:
+    settings = make_settings(
+        login_rate_limit="2/minute", redis_url=closed_port_url, redis_socket_timeout_seconds=0.3
+    )
+    login = {"username": "ada@example.com", "password": "not the password"}
+    async with running(settings, sessionmaker) as client:
+        started = time.monotonic()
+        responses = [await client.post("/api/v1/auth/token", data=login) for _ in range(3)]
+        took = time.monotonic() - started
+        metrics = (await client.get("/metrics")).text
+
+    assert [r.status_code for r in responses] == [401, 401, 429]
+    refused = responses[-1]
+    assert_problem(refused, 429)
+    # Counted by the process, on its own clock: one login's worth of the minute
+    # (60 s / 2), less what the three logins took; the bucket is full a minute after the first.
+    retry_after = int(refused.headers["retry-after"])
+    assert 30 - math.ceil(took) <= retry_after <= 30
+    assert refused.headers["ratelimit-policy"] == '"login";q=2;w=60'
+    name, left, reset = refused.headers["ratelimit"].split(";")
+    assert (name, left) == ('"login"', "r=0"), refused.headers["ratelimit"]
+    assert 60 - math.ceil(took) <= int(reset.removeprefix("t=")) <= 60
+    # Two checks per login (client, then account; the refusal stops at the first):
+    # the allowed ones are counted as degraded, and every check as a Redis error,
+    # the general limit's three failed-open checks included.
+    assert 'rate_limit_decisions_total{outcome="degraded",route_class="login"} 4.0' in metrics
+    assert 'rate_limit_decisions_total{outcome="limited",route_class="login"} 1.0' in metrics
+    assert 'redis_errors_total{component="ratelimit"} 8.0' in metrics
+
+
 async def test_decisions_are_counted_by_route_class_and_outcome(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -1,5 +1,8 @@
 """Rate limits on a real Redis, the per-process fallback, and what happens when Redis is gone."""
 
+import logging
+import re
+
 import pytest
 from redis.asyncio import Redis
 from tests.redis_fixtures import redis_paused, wait_for_redis_clock
@@ -38,6 +41,12 @@ async def hit_times(
     return [await limiter.hit(key, limit, period) for _ in range(times)]
 
 
+async def server_time(redis: Redis) -> float:
+    """The Redis server's clock (TIME), the one the script reads, in seconds."""
+    whole, micro = await redis.time()
+    return whole + micro / 1_000_000
+
+
 # --- the shared limit ----------------------------------------------------------------
 
 
@@ -64,6 +73,29 @@ async def test_retry_after_is_at_least_one_second(redis: Redis) -> None:
     assert not refused.allowed
     assert refused.retry_after < 1
     assert refused.retry_after_seconds == 1
+
+
+async def test_a_limit_of_one_allows_one_call_and_refuses_the_next_for_the_period(
+    redis: Redis,
+) -> None:
+    limiter = RedisRateLimiter(redis)
+
+    before = await server_time(redis)
+    first, second = await hit_times(limiter, "rl:ip:1:login", 2, limit=1, period=3600)
+    elapsed = await server_time(redis) - before
+
+    # A fresh key: the bucket holds exactly one request's worth (the whole hour)
+    # whatever the clock says, so the first reply is exact.
+    assert first == RateLimitDecision(
+        allowed=True, limit=1, period_seconds=3600, remaining=0, retry_after=0, reset_after=3600
+    )
+    # The second call came after the first by the server's clock, by no more than
+    # both calls took: the hour less that time is left, however busy the machine.
+    assert not second.allowed
+    assert second.remaining == 0
+    assert 3600 - elapsed <= second.retry_after <= 3600
+    # With a limit of one, the quota is whole again the moment a call is allowed.
+    assert second.reset_after == second.retry_after
 
 
 async def test_two_limiters_on_one_redis_share_the_count(redis: Redis) -> None:
@@ -149,6 +181,41 @@ def test_local_limiter_gives_quota_back_as_time_passes() -> None:
     assert [limiter.hit("k", 3, 1).allowed for _ in range(4)] == [True, True, True, False]
 
 
+def test_local_limit_of_one_allows_again_exactly_when_the_period_has_passed() -> None:
+    clock = FakeClock()  # at 1000 s
+    limiter = LocalRateLimiter(clock=clock)
+
+    first = limiter.hit("login:ada", 1, 60)
+    second = limiter.hit("login:ada", 1, 60)
+    clock.now = 1059.999_999  # one microsecond short of the period (the limiter counts in µs)
+    too_early = limiter.hit("login:ada", 1, 60)
+    clock.now = 1060.0
+    on_time = limiter.hit("login:ada", 1, 60)
+
+    # Decided without Redis, so every decision says so (the login route's metrics read it).
+    assert first == RateLimitDecision(
+        allowed=True,
+        limit=1,
+        period_seconds=60,
+        remaining=0,
+        retry_after=0,
+        reset_after=60,
+        degraded=True,
+    )
+    assert second == RateLimitDecision(
+        allowed=False,
+        limit=1,
+        period_seconds=60,
+        remaining=0,
+        retry_after=60,
+        reset_after=60,
+        degraded=True,
+    )
+    assert not too_early.allowed
+    assert too_early.retry_after_seconds == 1
+    assert on_time == first
+
+
 def test_local_limiter_memory_is_bounded() -> None:
     limiter = LocalRateLimiter(max_keys=100, clock=FakeClock())
 
@@ -156,6 +223,32 @@ def test_local_limiter_memory_is_bounded() -> None:
         limiter.hit(f"client:{client}", 5, 60)
 
     assert len(limiter) == 100
+
+
+def test_local_limiter_remembers_ten_thousand_clients_by_default() -> None:
+    # The bound the docs promise for the login limit's fallback: a flood of new
+    # addresses costs at most this many keys of memory.
+    limiter = LocalRateLimiter(clock=FakeClock())
+
+    for client in range(10_001):
+        limiter.hit(f"client:{client}", 5, 60)
+
+    assert len(limiter) == 10_000
+
+
+def test_local_limiter_forgets_the_least_recently_counted_client_first() -> None:
+    limiter = LocalRateLimiter(max_keys=2, clock=FakeClock())
+    limiter.hit("a", 2, 60)
+    limiter.hit("b", 2, 60)
+    limiter.hit("a", 2, 60)  # a is counted again: b is now the one idle the longest
+
+    limiter.hit("c", 2, 60)  # one key too many: b goes
+
+    # c and a are remembered: c's second call and a's third are counted as such.
+    assert limiter.hit("c", 2, 60).remaining == 0
+    assert not limiter.hit("a", 2, 60).allowed
+    # b was forgotten: it starts again from a full quota.
+    assert limiter.hit("b", 2, 60).remaining == 1
 
 
 # --- Redis unavailable ---------------------------------------------------------------
@@ -198,3 +291,90 @@ async def test_the_login_limit_holds_while_redis_is_paused(
     # Redis is back: the shared count (empty, the paused calls never reached it) applies.
     assert after.allowed
     assert not after.degraded
+
+
+async def test_a_failed_open_decision_allows_the_whole_quota_and_says_it_was_not_counted(
+    unreachable_redis: Redis,
+) -> None:
+    limiter = RedisRateLimiter(unreachable_redis)
+
+    decision = await limiter.hit("rl:ip:1:api", 5, 60)
+
+    # Nothing was counted: nothing to wait for, and the full quota is (as far as we know) left.
+    assert decision == RateLimitDecision(
+        allowed=True,
+        limit=5,
+        period_seconds=60,
+        remaining=5,
+        retry_after=0,
+        reset_after=0,
+        degraded=True,
+    )
+
+
+async def test_without_redis_the_fallback_counts_each_key_separately(
+    unreachable_redis: Redis,
+) -> None:
+    limiter = RedisRateLimiter(unreachable_redis, fallback=LocalRateLimiter())
+
+    await limiter.hit("rl:login:ip:203.0.113.1", 1, 60)
+
+    # Another client's first login is its own, not the first client's second.
+    assert (await limiter.hit("rl:login:ip:203.0.113.2", 1, 60)).allowed
+    assert not (await limiter.hit("rl:login:ip:203.0.113.1", 1, 60)).allowed
+
+
+# --- what an operator reads while Redis is unavailable --------------------------------
+
+
+@pytest.fixture
+def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """What the limiter logs during the test (each limiter has its own throttle)."""
+    caplog.set_level(logging.WARNING, logger="app.ratelimit")
+    return caplog
+
+
+def lines(log: pytest.LogCaptureFixture) -> list[str]:
+    """The limiter's log lines, as an operator reads them."""
+    return [r.getMessage() for r in log.records if r.name == "app.ratelimit"]
+
+
+# What ThrottledLog adds to a warning: the error, and how many lines it held back.
+FIRST_WARNING_END = (
+    r" \((ConnectionError|TimeoutError): .+; 0 similar messages suppressed since the last one\)\."
+)
+
+
+@pytest.mark.parametrize(
+    ("with_fallback", "expected"),
+    [
+        (False, "Redis is unavailable: the rate limit is not enforced"),
+        (True, "Redis is unavailable: rate limits are per process"),
+    ],
+    ids=["fails open", "falls back to the process"],
+)
+async def test_an_unreachable_redis_is_logged_once_with_what_the_limit_falls_back_to(
+    unreachable_redis: Redis,
+    log: pytest.LogCaptureFixture,
+    with_fallback: bool,
+    expected: str,
+) -> None:
+    fallback = LocalRateLimiter() if with_fallback else None
+    limiter = RedisRateLimiter(unreachable_redis, fallback=fallback)
+
+    await hit_times(limiter, "rl:ip:1:login", 3, limit=5, period=60)
+
+    # One line for the three checks: the next one is held back for a minute.
+    [line] = lines(log)
+    assert re.fullmatch(re.escape(expected) + FIRST_WARNING_END, line), line
+
+
+async def test_the_outage_is_logged_again_once_the_log_interval_has_passed(
+    unreachable_redis: Redis, log: pytest.LogCaptureFixture
+) -> None:
+    # An interval of 0 has always passed by the next check: no clock to wait for.
+    limiter = RedisRateLimiter(unreachable_redis, log_interval_seconds=0)
+
+    await hit_times(limiter, "rl:ip:1:api", 2, limit=5, period=60)
+
+    assert len(lines(log)) == 2, lines(log)
