@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import NullPool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tests.blocking import CaughtBlockingCalls, blocking_calls_fail
 from tests.lock_holder import delete_users
 
@@ -212,6 +213,28 @@ def with_lifespan_state(app: ASGIApp, state: dict[str, Any]) -> ASGIApp:
         await app(scope, receive, send)
 
     return asgi
+
+
+class ServerClock:
+    """Wrap an app and note, as its server would see them, when a request came and was answered.
+
+    Times are time.perf_counter() readings, the clock the middleware measures with:
+    the app's own timings of a request must fit between them.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.arrived = self.answered = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.arrived = time.perf_counter()
+
+        async def send_noting_the_answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.answered = time.perf_counter()
+            await send(message)
+
+        await self.app(scope, receive, send_noting_the_answer)
 
 
 async def open_client(

@@ -1,15 +1,18 @@
 """Log lines: JSON with the request id, route templates only, no secrets."""
 
+import asyncio
 import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from tests.conftest import make_settings, open_client
+from starlette.types import Receive, Scope, Send
+from tests.conftest import ServerClock, make_settings, open_client
 
 from app.logging import BatchingLogHandler, ConsoleFormatter, JsonFormatter, RequestIdFilter
 from app.main import create_app
@@ -47,12 +50,72 @@ async def test_access_log_line_has_route_template_status_and_request_id(
     )
     assert r.status_code == 401, r.text
     [line] = [line for line in log_lines.lines if line["logger"] == "app.access"]
+    assert line["message"] == "Request handled."
     assert line["route"] == "/api/v1/users/{user_id}"
     assert line["status"] == 401
     assert line["method"] == "GET"
     assert line["request_id"] == "log-1"
+    assert line["client"] == "127.0.0.1"  # the address, without the port
     assert isinstance(line["duration_ms"], float)
     assert "0b7e3f52" not in json.dumps(line)
+
+
+async def test_access_log_line_of_a_request_without_a_client_address_says_null(
+    app: FastAPI, log_lines: JsonLines
+) -> None:
+    async def over_a_unix_socket(scope: Scope, receive: Receive, send: Send) -> None:
+        # Served on a Unix socket (uvicorn --uds), a request has no client address.
+        scope["client"] = None
+        await app(scope, receive, send)
+
+    # /health/live reads no state: no lifespan is needed.
+    transport = httpx.ASGITransport(app=over_a_unix_socket)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.get("/health/live")
+    assert r.status_code == 200, r.text
+    [line] = [line for line in log_lines.lines if line["logger"] == "app.access"]
+    assert line["client"] is None
+
+
+class WhenLogged(logging.Handler):
+    """Keep each record with the time.perf_counter() reading at which it was logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[tuple[logging.LogRecord, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record, time.perf_counter()))
+
+
+async def test_access_log_duration_is_the_time_the_request_took_in_milliseconds(
+    app: FastAPI,
+) -> None:
+    async def sleep(seconds: float) -> dict[str, float]:
+        await asyncio.sleep(seconds)
+        return {"slept": seconds}
+
+    app.add_api_route("/test/sleep", sleep)
+    server = ServerClock(app)
+    logged = WhenLogged()
+    access_logger = logging.getLogger("app.access")
+    access_logger.addHandler(logged)
+    try:
+        # The route reads no state: no lifespan is needed.
+        transport = httpx.ASGITransport(app=server)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # A first request pays the one-off costs (the route's series, the first
+            # log line) that would otherwise fall between the next one's end and its line.
+            for seconds in (0, 0.5):
+                r = await client.get("/test/sleep", params={"seconds": seconds})
+                assert r.status_code == 200, r.text
+    finally:
+        access_logger.removeHandler(logged)
+    [_first, (record, logged_at)] = logged.records
+    duration_ms: float = record.duration_ms  # type: ignore[attr-defined]
+    # Bounds, not a speed test: the route slept, and the request's time ends
+    # before its line is logged (plus the field's rounding to 0.01 ms).
+    assert 500 <= duration_ms <= (logged_at - server.arrived) * 1000 + 0.005
 
 
 @pytest.fixture

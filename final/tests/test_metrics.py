@@ -1,8 +1,10 @@
 """The Prometheus endpoint."""
 
+import asyncio
 import re
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from tests.conftest import assert_problem, open_client, with_lifespan_state
 
@@ -90,3 +92,24 @@ async def test_each_app_has_its_own_metrics(client: httpx.AsyncClient, settings:
     # Another app in the same process starts from nothing: no shared registry.
     async for other in open_client(create_app(settings)):
         assert 'route="/health/live"' not in (await other.get("/metrics")).text
+
+
+async def test_a_request_cancelled_before_its_answer_is_counted_as_500(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    started = asyncio.Event()
+
+    async def hang() -> None:
+        started.set()
+        await asyncio.Event().wait()  # never set: the route never answers
+
+    app.add_api_route("/test/hang", hang)
+    # The server cancels the request (a graceful shutdown's deadline, say)
+    # before any answer: it is still counted, as the 500 of an app that died.
+    request = asyncio.create_task(client.get("/test/hang"))
+    await started.wait()
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    text = (await client.get("/metrics")).text
+    assert metric(text, 'http_requests_total{method="GET",route="/test/hang",status="500"}') == 1

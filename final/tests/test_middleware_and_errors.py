@@ -1,14 +1,17 @@
 """Cross-cutting behaviour: request ids, security headers, hosts, body limits, CORS, errors."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from tests.conftest import assert_problem, make_settings, open_client
+from starlette.types import Message, Receive, Scope, Send
+from tests.conftest import ServerClock, assert_problem, make_settings, open_client
 
 from app.logging import RequestIdFilter
+from app.main import create_app
 
 USERS = "/api/v1/users"
 
@@ -62,6 +65,72 @@ async def test_security_headers_are_set_and_hsts_only_over_https(
     assert secure.headers["strict-transport-security"] == "max-age=31536000"
 
 
+async def test_every_response_header_name_is_lower_case(client: httpx.AsyncClient) -> None:
+    # ASGI requires lower-case names (HTTP/2 allows no others), and Starlette's
+    # Headers, in any layer above ours, would not find a name in another case.
+    r = await client.get("/health/live")
+    raw_names = [name for name, _value in r.headers.raw]
+    assert {b"x-request-id", b"server-timing", b"x-content-type-options"} <= set(raw_names)
+    assert [name.lower() for name in raw_names] == raw_names
+
+
+async def test_a_response_started_without_a_headers_list_gets_the_headers(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    async def bare_asgi_app(scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer as the ASGI spec allows: a response start with no "headers" key."""
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"bare"})
+
+    app.mount("/test/bare", bare_asgi_app)
+    r = await client.get("/test/bare/", headers={"X-Request-ID": "bare-1"})
+    assert r.status_code == 200, r.text
+    assert r.text == "bare"
+    assert r.headers["x-request-id"] == "bare-1"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["server-timing"].startswith("app;dur=")
+
+
+async def test_server_timing_is_the_apps_time_to_first_byte_in_milliseconds(app: FastAPI) -> None:
+    async def sleep(seconds: float) -> dict[str, float]:
+        await asyncio.sleep(seconds)
+        return {"slept": seconds}
+
+    app.add_api_route("/test/sleep", sleep)
+    server = ServerClock(app)
+    # The route reads no state: no lifespan is needed.
+    transport = httpx.ASGITransport(app=server)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        # A first request pays the one-off costs (building the middleware stack)
+        # that would otherwise fall between the next one's arrival and its timing.
+        for seconds in (0, 0.5):
+            r = await client.get("/test/sleep", params={"seconds": seconds})
+            assert r.status_code == 200, r.text
+    duration = float(r.headers["server-timing"].removeprefix("app;dur="))
+    # Bounds, not a speed test: the route slept, and the app's time lies within
+    # the server's, from the request's arrival to the answer's start (plus the
+    # header's rounding to 0.1 ms).
+    assert 500 <= duration <= (server.answered - server.arrived) * 1000 + 0.05
+
+
+async def test_the_lifespan_passes_through_every_middleware() -> None:
+    # The client fixtures start the lifespan beside the middleware stack; a server
+    # such as uvicorn sends it through the stack, as this test does. With CORS on,
+    # every layer of the stack is there.
+    app = create_app(make_settings(cors_origins="https://app.example.com"))
+    incoming: list[Message] = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
 async def test_untrusted_host_returns_400_problem(client: httpx.AsyncClient) -> None:
     r = await client.get("/health/live", headers={"Host": "evil.example.com"})
     assert_problem(r, 400)
@@ -99,8 +168,6 @@ async def test_streamed_body_under_the_limit_is_accepted(client: httpx.AsyncClie
 
 @pytest.fixture
 def app_that_fails() -> FastAPI:
-    from app.main import create_app
-
     app = create_app(make_settings())
 
     async def explode() -> None:
@@ -135,14 +202,14 @@ async def test_unexpected_error_returns_500_problem_and_logs_the_traceback_with_
     assert "hunter2" not in r.text
     assert "RuntimeError" not in r.text
     [record] = recorder.records
+    # The line an operator's alert on unexpected errors looks for.
+    assert record.getMessage() == "Unhandled error while serving a request."
     assert record.exc_info is not None
     assert record.request_id == "boom-1"  # type: ignore[attr-defined]
 
 
 @pytest.fixture
 async def cors_client() -> AsyncIterator[httpx.AsyncClient]:
-    from app.main import create_app
-
     app = create_app(make_settings(cors_origins="https://app.example.com"))
     async for client in open_client(app):
         yield client
@@ -161,8 +228,6 @@ async def test_cors_preflight_from_allowed_origin_succeeds(
 
 
 async def test_cors_for_any_origin_never_allows_credentials() -> None:
-    from app.main import create_app
-
     # The CORS middleware answers a preflight itself: no lifespan is needed.
     app = create_app(make_settings(cors_origins="*"))
     transport = httpx.ASGITransport(app=app)
