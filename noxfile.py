@@ -65,6 +65,7 @@ MUTATED_FINAL_MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_auth_rbac.py",
         "tests/test_auth_hashing.py",
         "tests/test_database_errors.py",
+        "tests/test_openapi.py",
     ),
     "app/security.py": (
         "tests/test_auth_tokens.py",
@@ -80,6 +81,8 @@ MUTATED_FINAL_MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_auth_rbac.py",
         "tests/test_admin_races.py",
         "tests/test_properties.py",
+        "tests/test_session_repository.py",
+        "tests/test_repository_locks.py",
     ),
     "app/ratelimit.py": (
         "tests/test_ratelimit.py",
@@ -97,6 +100,7 @@ MUTATED_FINAL_MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_cache.py",
         "tests/test_user_cache_api.py",
         "tests/test_redis_server_faults.py",
+        "tests/test_cache_redis_failures.py",
     ),
     "app/user_reads.py": (
         "tests/test_user_cache_api.py",
@@ -111,11 +115,14 @@ MUTATED_FINAL_MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_users_api.py",
         "tests/test_auth_tokens.py",
         "tests/test_auth_hashing.py",
+        "tests/test_problem_details.py",
     ),
     "app/middleware.py": (
         "tests/test_middleware_and_errors.py",
         "tests/test_logging.py",
         "tests/test_metrics.py",
+        "tests/test_request_guard.py",
+        "tests/test_cors.py",
     ),
     "app/session_markers.py": (
         "tests/test_session_markers.py",
