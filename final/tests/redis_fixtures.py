@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -169,3 +170,18 @@ async def redis_commands(redis: Redis) -> AsyncIterator[list[str]]:
 def naming(sent: list[str], key: str) -> list[str]:
     """The names of the commands in sent that have key as one of their arguments."""
     return [command.split(" ")[0] for command in sent if key in command.split(" ")]
+
+
+def logged(log: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    """The lines one logger wrote during the test, as an operator reads them."""
+    return [record.getMessage() for record in log.records if record.name == logger]
+
+
+def is_first_outage_warning(line: str, message: str, error: str = "ConnectionError") -> bool:
+    """Tell whether line is message as ThrottledLog first writes it, for an error of this type.
+
+    ThrottledLog adds the error's type and text, and how many lines it held back:
+    none, for the first line of an outage.
+    """
+    tail = rf" \({error}: .+; 0 similar messages suppressed since the last one\)\."
+    return re.fullmatch(re.escape(message) + tail, line) is not None

@@ -7,7 +7,6 @@ Redis dying while PostgreSQL answers).
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,7 +19,12 @@ from tests.cache_helpers import (
     new_user_id,
     wait_until_monitor_shows,
 )
-from tests.redis_fixtures import FAULT_SOCKET_TIMEOUT, make_client
+from tests.redis_fixtures import (
+    FAULT_SOCKET_TIMEOUT,
+    is_first_outage_warning,
+    logged,
+    make_client,
+)
 from tests.redis_server import RedisServer
 
 from app.cache import UserCache
@@ -65,12 +69,10 @@ def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 def assert_warnings(log: pytest.LogCaptureFixture, *expected: tuple[str, str]) -> None:
     """The cache logged exactly these (message, error type) lines, in this order."""
-    lines = [r.getMessage() for r in log.records if r.name == "app.cache"]
+    lines = logged(log, "app.cache")
     assert len(lines) == len(expected), lines
     for line, (message, error) in zip(lines, expected, strict=True):
-        # What ThrottledLog adds: the error's type and text, and the lines held back.
-        pattern = re.escape(message) + rf" \({error}: .+; 0 similar messages suppressed [^)]+\)\."
-        assert re.fullmatch(pattern, line), line
+        assert is_first_outage_warning(line, message, error), line
 
 
 async def test_an_unreachable_redis_is_logged_once_per_interval_saying_where_reads_go(

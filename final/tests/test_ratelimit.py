@@ -1,11 +1,15 @@
 """Rate limits on a real Redis, the per-process fallback, and what happens when Redis is gone."""
 
 import logging
-import re
 
 import pytest
 from redis.asyncio import Redis
-from tests.redis_fixtures import redis_paused, wait_for_redis_clock
+from tests.redis_fixtures import (
+    is_first_outage_warning,
+    logged,
+    redis_paused,
+    wait_for_redis_clock,
+)
 
 from app.ratelimit import LocalRateLimiter, RateLimitDecision, RedisRateLimiter, rate_limit_headers
 
@@ -335,14 +339,8 @@ def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def lines(log: pytest.LogCaptureFixture) -> list[str]:
-    """The limiter's log lines, as an operator reads them."""
-    return [r.getMessage() for r in log.records if r.name == "app.ratelimit"]
-
-
-# What ThrottledLog adds to a warning: the error, and how many lines it held back.
-FIRST_WARNING_END = (
-    r" \((ConnectionError|TimeoutError): .+; 0 similar messages suppressed since the last one\)\."
-)
+    """The limiter's log lines."""
+    return logged(log, "app.ratelimit")
 
 
 @pytest.mark.parametrize(
@@ -366,7 +364,7 @@ async def test_an_unreachable_redis_is_logged_once_with_what_the_limit_falls_bac
 
     # One line for the three checks: the next one is held back for a minute.
     [line] = lines(log)
-    assert re.fullmatch(re.escape(expected) + FIRST_WARNING_END, line), line
+    assert is_first_outage_warning(line, expected), line
 
 
 async def test_the_outage_is_logged_again_once_the_log_interval_has_passed(

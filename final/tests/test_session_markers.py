@@ -1,12 +1,17 @@
 """The one-round-trip fast path: rate limit, session marker and cached user in one script."""
 
 import logging
-import re
 import uuid
 
 import pytest
 from redis.asyncio import Redis
-from tests.redis_fixtures import naming, redis_commands, redis_paused
+from tests.redis_fixtures import (
+    is_first_outage_warning,
+    logged,
+    naming,
+    redis_commands,
+    redis_paused,
+)
 
 from app import session_markers
 from app.ratelimit import RedisRateLimiter
@@ -205,14 +210,8 @@ def log(
 
 
 def lines(log: pytest.LogCaptureFixture) -> list[str]:
-    """The module's log lines, as an operator reads them."""
-    return [r.getMessage() for r in log.records if r.name == session_markers.logger.name]
-
-
-# What ThrottledLog adds to a warning: the error, and how many lines it held back.
-FIRST_WARNING_END = (
-    r" \((ConnectionError|TimeoutError): .+; 0 similar messages suppressed since the last one\)\."
-)
+    """The module's log lines."""
+    return logged(log, session_markers.logger.name)
 
 
 async def test_an_unreachable_redis_is_logged_with_what_the_check_falls_back_to(
@@ -222,7 +221,7 @@ async def test_an_unreachable_redis_is_logged_with_what_the_check_falls_back_to(
 
     [line] = lines(log)
     expected = "Redis is unavailable: requests are checked against PostgreSQL"
-    assert re.fullmatch(re.escape(expected) + FIRST_WARNING_END, line), line
+    assert is_first_outage_warning(line, expected), line
 
 
 async def test_a_marker_that_cannot_be_written_is_logged(
@@ -232,7 +231,7 @@ async def test_a_marker_that_cannot_be_written_is_logged(
 
     [line] = lines(log)
     expected = "Redis is unavailable: a session marker was not written"
-    assert re.fullmatch(re.escape(expected) + FIRST_WARNING_END, line), line
+    assert is_first_outage_warning(line, expected), line
 
 
 async def test_a_revocation_that_cannot_reach_redis_says_how_long_its_sessions_may_stay(
